@@ -1,0 +1,26 @@
+"""Shared fixtures. Tests are hermetic: no network, HF caches in tmp folders, CPU only."""
+
+import os
+
+# datasets reads these once, at import time: set them before anything imports it.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+from textgan.config import load_config  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _hf_cache_in_tmp(tmp_path, monkeypatch):
+    """Keep every datasets cache file of a test inside that test's tmp folder."""
+    import datasets.config
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+
+
+@pytest.fixture
+def tiny_config():
+    """The tiny preset, as the tests' starting point (override fields per test)."""
+    return load_config("tiny")

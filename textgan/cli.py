@@ -1,0 +1,77 @@
+"""Command-line plumbing shared by the entry points: config flags, logging, clean errors.
+
+Every entry point is `main(argv) -> dict` (tests call it directly) plus
+
+    if __name__ == "__main__":
+        run_main(main)
+
+which turns a TextganError (a user's mistake) into a one-line message and exit status 2, and
+Ctrl-C into exit status 130, instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from textgan.config import PRESETS, Config, describe, load_config
+from textgan.errors import ConfigError, TextganError
+
+log = logging.getLogger("textgan")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keep the module docstring's line breaks and show every flag's default."""
+
+
+def config_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """A parser with --preset and --config; `section.field=value` overrides pass through."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=HelpFormatter,
+        epilog="Any config key can be overridden as --section.field=value "
+               "(e.g. --model.z_dim=16 --data.source=my.csv). Keys and defaults of the chosen "
+               "preset:\n\n" + describe(Config()))
+    parser.add_argument("--preset", default="default", choices=PRESETS,
+                        help="configs/<preset>.toml: tiny (seconds, tests), default (CPU, "
+                             "minutes), paper (Hu et al. sizes, GPU)")
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="TOML file applied on top of the preset")
+    return parser
+
+
+def parse_config_args(parser: argparse.ArgumentParser,
+                      argv: Sequence[str] | None) -> tuple[argparse.Namespace, Config]:
+    """Parse the entry point's own flags, then resolve the config from the rest."""
+    args, rest = parser.parse_known_args(argv)
+    overrides = [item for item in rest if item.startswith("--") and "=" in item]
+    stray = [item for item in rest if item not in overrides]
+    if stray:
+        raise ConfigError(f"unrecognised argument(s): {' '.join(stray)} "
+                          "(config overrides look like --section.field=value)")
+    return args, load_config(args.preset, args.config, overrides)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Plain `textgan: message` lines on stderr; library modules only call logging."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    root = logging.getLogger("textgan")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def run_main(main: Callable[[Sequence[str] | None], Any]) -> None:
+    """Run an entry point's main(argv) as a program: user errors become one-line messages."""
+    setup_logging()
+    try:
+        main(sys.argv[1:])
+    except TextganError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,406 @@
+"""Typed configuration: one dataclass per concern, resolved from a preset, a TOML file and overrides.
+
+    cfg = load_config(preset="tiny", config_file=None, overrides=["model.z_dim=16"])
+
+Resolution order, later wins: dataclass defaults -> configs/<preset>.toml -> `--config FILE` ->
+`--section.field=value` overrides. An unknown key, a value of the wrong type or an impossible value
+raises ConfigError naming the key. The resolved config is saved with every run (`save_config`) and
+reads back to an equal object (`read_config`).
+
+Every field is declared with `setting(default, help, constraint...)`: the help text is what
+`--help` prints, the constraint is checked by `validate`. Fields hold only TOML-representable
+types (no None: "" or 0 mean "unset" where a field needs that), so a saved config round-trips.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+import tomli_w
+
+from textgan.errors import ConfigError
+
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+PRESETS = ("tiny", "default", "paper")
+
+
+def setting(default: Any, help: str, *, gt: float | None = None, ge: float | None = None,
+            le: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
+    """A config field: its default, the help `--help` shows, and the constraint on its value."""
+    metadata = {"help": help, "gt": gt, "ge": ge, "le": le, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass
+class DataConfig:
+    """Where the sentences come from, how they are cleaned and split, and how they are batched."""
+
+    source: str = setting(
+        "synthetic",
+        "corpus: 'synthetic' (generated, exact oracle), 'tiny' (corpora/tiny), a file or folder, "
+        "or 'hf:NAME[:CONFIG]' for a Hugging Face hub dataset")
+    synthetic_size: int = setting(
+        20000, "sentences generated for source='synthetic' (train+valid+test)", gt=0)
+    synthetic_seed: int = setting(0, "grammar sampling seed for source='synthetic'")
+    text_column: str = setting("text", "name of the text column (csv/tsv/jsonl/parquet/hub)")
+    label_columns: list[str] = setting(
+        ["auto"], "attribute columns: ['auto'] = every column but the text, [] = unlabelled")
+    label_values: dict[str, list[str]] = setting(
+        {}, "class names per attribute in index order, e.g. {sentiment=['negative','positive']}; "
+            "a label outside the list is an error. Unset attributes use the sorted values seen")
+    file_labels: dict[str, str] = setting(
+        {}, "one-file-per-class layout: file name -> class, e.g. {'sentiment.train.0'='negative'}; "
+            "unset files take the class from their suffix")
+    unlabelled: list[str] = setting(
+        [], "extra unlabelled text files added to the training split (semi-supervised)")
+    hf_splits: dict[str, str] = setting(
+        {}, "hub dataset split names, e.g. {train='train', valid='validation', test='test'}; "
+            "a missing valid/test split is carved from train")
+    streaming: bool = setting(False, "stream a hub dataset instead of downloading it whole")
+    lowercase: bool = setting(False, "lowercase every sentence")
+    dedupe: bool = setting(True, "drop repeated sentences (first occurrence kept)")
+    split_sentences: bool = setting(False, "split long texts into sentences before filtering")
+    min_words: int = setting(1, "drop sentences with fewer whitespace words", ge=1)
+    max_words: int = setting(50, "drop sentences with more whitespace words (0 = no limit)", ge=0)
+    valid_fraction: float = setting(
+        0.05, "share of sentences held out for validation when the corpus has one file", ge=0.0,
+        le=0.5)
+    test_fraction: float = setting(
+        0.05, "share of sentences held out for test when the corpus has one file", ge=0.0, le=0.5)
+    split_seed: int = setting(0, "seed of the deterministic train/valid/test split")
+    on_decode_error: str = setting(
+        "fail", "undecodable bytes in a text file: 'fail' with line numbers, or 'skip' the lines",
+        choices=("fail", "skip"))
+    cache_dir: str = setting("", "Hugging Face datasets cache ('' = the library default)")
+    max_tokens: int = setting(
+        32, "drop sentences longer than this many subword tokens (EOS included)", gt=1)
+    batch_size: int = setting(64, "sentences per batch", gt=0)
+    bucket_batches: int = setting(
+        50, "length bucketing: sort this many batches' worth of sentences by length, cut them "
+            "into batches, shuffle the batches (1 = no bucketing)", ge=1)
+
+    def check(self) -> None:
+        if self.max_words and self.max_words < self.min_words:
+            raise ConfigError(
+                f"data.max_words ({self.max_words}) is below data.min_words ({self.min_words})")
+        if self.valid_fraction + self.test_fraction >= 1.0:
+            raise ConfigError("data.valid_fraction + data.test_fraction must be below 1")
+        for attribute, values in self.label_values.items():
+            if len(set(values)) != len(values):
+                raise ConfigError(f"data.label_values.{attribute} repeats a class name: {values}")
+        unknown = set(self.hf_splits) - {"train", "valid", "test"}
+        if unknown:
+            raise ConfigError(f"data.hf_splits: unknown split role(s) {sorted(unknown)}; "
+                              "use train, valid, test")
+
+
+@dataclass
+class TokenizerConfig:
+    """The sentencepiece model trained on the training split."""
+
+    model_type: str = setting("unigram", "sentencepiece algorithm",
+                              choices=("unigram", "bpe", "char", "word"))
+    vocab_size: int = setting(4000, "vocabulary size including the 4 special pieces", gt=4)
+    character_coverage: float = setting(1.0, "share of characters covered by the vocabulary",
+                                        gt=0.0, le=1.0)
+    byte_fallback: bool = setting(
+        False, "spell unknown characters as bytes instead of <unk> (needs vocab_size > 260)")
+    hard_vocab_limit: bool = setting(
+        False, "fail if the corpus cannot fill vocab_size (False: use what it supports)")
+    input_sentence_size: int = setting(
+        1_000_000, "train on at most this many sentences (a seeded sample of larger corpora)",
+        gt=0)
+    num_threads: int = setting(
+        1, "sentencepiece trainer threads; the model depends on this, so it is part of the config",
+        gt=0)
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of the networks (the encoder, the generator and later the discriminator)."""
+
+    embedding_dim: int = setting(128, "word embedding size", gt=0)
+    hidden_dim: int = setting(256, "GRU hidden size", gt=0)
+    z_dim: int = setting(32, "size of the unstructured latent z", gt=0)
+    encoder_layers: int = setting(1, "GRU layers in the encoder", gt=0)
+    encoder_bidirectional: bool = setting(True, "bidirectional encoder GRU")
+    generator_layers: int = setting(1, "GRU layers in the generator", gt=0)
+    dropout: float = setting(0.1, "dropout on embeddings and between GRU layers", ge=0.0, le=0.9)
+
+
+@dataclass
+class Config:
+    """The whole configuration of a run; saved as config.toml in the run folder."""
+
+    seed: int = setting(0, "seed for weights, data order, dropout and sampling")
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def load_config(preset: str = "default", config_file: str | Path | None = None,
+                overrides: typing.Sequence[str] = ()) -> Config:
+    """Resolve preset -> TOML file -> `section.field=value` overrides into a validated Config."""
+    cfg = Config()
+    if preset:
+        apply_dict(cfg, _read_toml(preset_path(preset)), origin=f"preset '{preset}'")
+    if config_file:
+        apply_dict(cfg, _read_toml(Path(config_file)), origin=str(config_file))
+    for item in overrides:
+        apply_override(cfg, item)
+    validate(cfg)
+    return cfg
+
+
+def preset_path(name: str) -> Path:
+    path = CONFIGS_DIR / f"{name}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONFIGS_DIR.glob("*.toml"))
+        raise ConfigError(f"unknown preset '{name}' (known: {', '.join(known) or 'none'}; "
+                          f"looked in {CONFIGS_DIR})")
+    return path
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+
+
+def apply_dict(cfg: Config, values: dict[str, Any], origin: str) -> None:
+    """Set every key of a nested dict (TOML shape) on cfg; unknown keys are errors."""
+    for key, value in values.items():
+        target, name = _resolve(cfg, key, origin)
+        if dataclasses.is_dataclass(getattr(target, name)):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{origin}: '{key}' is a section, expected a table")
+            apply_dict_section(getattr(target, name), value, prefix=key, origin=origin)
+        else:
+            setattr(target, name, _coerce(value, _field_type(target, name), key, origin))
+
+
+def apply_dict_section(section: Any, values: dict[str, Any], prefix: str, origin: str) -> None:
+    for key, value in values.items():
+        full = f"{prefix}.{key}"
+        if key not in _field_names(section):
+            raise ConfigError(f"{origin}: unknown key '{full}'{_suggest(section, key)}")
+        setattr(section, key, _coerce(value, _field_type(section, key), full, origin))
+
+
+def apply_override(cfg: Config, item: str) -> None:
+    """Apply one `section.field=value` override (a leading `--` is accepted)."""
+    text = item[2:] if item.startswith("--") else item
+    if "=" not in text:
+        raise ConfigError(f"override '{item}' must look like --section.field=value")
+    key, raw = text.split("=", 1)
+    parts = key.split(".")
+    if len(parts) > 2 or not all(parts):
+        raise ConfigError(f"override '{item}': key must be 'field' or 'section.field'")
+    target, name = _resolve(cfg, parts[0], "override")
+    if len(parts) == 2:
+        section = getattr(target, name)
+        if not dataclasses.is_dataclass(section):
+            raise ConfigError(f"override '{item}': '{parts[0]}' is not a section")
+        if parts[1] not in _field_names(section):
+            raise ConfigError(f"unknown key '{key}'{_suggest(section, parts[1])}")
+        target, name = section, parts[1]
+    elif dataclasses.is_dataclass(getattr(target, name)):
+        raise ConfigError(f"override '{item}': '{key}' is a section; name one of its fields")
+    annotation = _field_type(target, name)
+    setattr(target, name, _coerce(_parse_text(raw, annotation, key), annotation, key, "override"))
+
+
+def _resolve(cfg: Config, key: str, origin: str) -> tuple[Any, str]:
+    if key not in _field_names(cfg):
+        raise ConfigError(f"{origin}: unknown key '{key}'{_suggest(cfg, key)}")
+    return cfg, key
+
+
+def _field_names(obj: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(obj)]
+
+
+def _field_type(obj: Any, name: str) -> Any:
+    return typing.get_type_hints(type(obj))[name]
+
+
+def _suggest(obj: Any, key: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, _field_names(obj), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _parse_text(raw: str, annotation: Any, key: str) -> Any:
+    """Turn an override's text into a Python value of roughly the right shape."""
+    origin = typing.get_origin(annotation)
+    if annotation is str:
+        return raw
+    if annotation is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{key} expects true or false, got '{raw}'")
+    if annotation in (int, float):
+        try:
+            return annotation(raw)
+        except ValueError:
+            raise ConfigError(f"{key} expects {annotation.__name__}, got '{raw}'") from None
+    stripped = raw.strip()
+    if origin is list and not stripped.startswith("["):
+        element = typing.get_args(annotation)[0]
+        items = [s.strip() for s in stripped.split(",")] if stripped else []
+        return [_parse_text(s, element, key) for s in items]
+    try:  # arrays and inline tables use TOML syntax: [1, 2] or {a = "b"}
+        return tomllib.loads(f"value = {stripped}")["value"]
+    except tomllib.TOMLDecodeError:
+        raise ConfigError(f"{key}: cannot read '{raw}' as {_type_name(annotation)} "
+                          "(use TOML syntax, e.g. [\"a\", \"b\"] or {a = \"b\"})") from None
+
+
+def _coerce(value: Any, annotation: Any, key: str, origin: str) -> Any:
+    """Check value against the field's type; ints are accepted for floats."""
+    def fail() -> typing.NoReturn:
+        raise ConfigError(f"{origin}: {key} expects {_type_name(annotation)}, "
+                          f"got {value!r} ({type(value).__name__})")
+
+    kind = typing.get_origin(annotation)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            fail()
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail()
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail()
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            fail()
+        return value
+    if kind is list:
+        if not isinstance(value, list):
+            fail()
+        (element,) = typing.get_args(annotation)
+        return [_coerce(v, element, f"{key}[{i}]", origin) for i, v in enumerate(value)]
+    if kind is dict:
+        if not isinstance(value, dict):
+            fail()
+        _, element = typing.get_args(annotation)
+        return {str(k): _coerce(v, element, f"{key}.{k}", origin) for k, v in value.items()}
+    raise TypeError(f"config field {key} has an unsupported type {annotation}")  # a textgan bug
+
+
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is list:
+        return f"a list of {_type_name(typing.get_args(annotation)[0])}"
+    if typing.get_origin(annotation) is dict:
+        return f"a table of {_type_name(typing.get_args(annotation)[1])}"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        annotation, str(annotation))
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate(cfg: Config) -> None:
+    """Check each field's constraint, then each section's cross-field rules."""
+    for section in [cfg] + [getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+                            if dataclasses.is_dataclass(getattr(cfg, f.name))]:
+        prefix = "" if section is cfg else _section_name(cfg, section) + "."
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if dataclasses.is_dataclass(value):
+                continue
+            _check_value(f"{prefix}{f.name}", value, f.metadata)
+        if section is not cfg and hasattr(section, "check"):
+            section.check()
+
+
+def _section_name(cfg: Config, section: Any) -> str:
+    return next(f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) is section)
+
+
+def _check_value(key: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        raise ConfigError(f"{key} must be one of {', '.join(meta['choices'])}; got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value != value:  # NaN passes every comparison below
+            raise ConfigError(f"{key} must be a number, got nan")
+        if meta.get("gt") is not None and not value > meta["gt"]:
+            raise ConfigError(f"{key} must be > {meta['gt']}, got {value}")
+        if meta.get("ge") is not None and not value >= meta["ge"]:
+            raise ConfigError(f"{key} must be >= {meta['ge']}, got {value}")
+        if meta.get("le") is not None and not value <= meta["le"]:
+            raise ConfigError(f"{key} must be <= {meta['le']}, got {value}")
+
+
+# --------------------------------------------------------------------------- persistence
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(values: dict[str, Any], origin: str = "saved config") -> Config:
+    """Rebuild a Config from `config_to_dict` output (e.g. from a checkpoint); strict on keys."""
+    cfg = Config()
+    apply_dict(cfg, values, origin=origin)
+    validate(cfg)
+    return cfg
+
+
+def save_config(cfg: Config, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "# Resolved textgan config: preset + config file + overrides. Reload with --config.\n"
+    path.write_text(header + tomli_w.dumps(config_to_dict(cfg)), encoding="utf-8")
+    return path
+
+
+def read_config(path: str | Path) -> Config:
+    """Read a saved config.toml: the file alone, no preset underneath."""
+    path = Path(path)
+    return config_from_dict(_read_toml(path), origin=str(path))
+
+
+def describe(cfg: Config) -> str:
+    """One line per key with its value and help: the config part of every `--help`."""
+    lines = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            lines.append(f"[{f.name}]")
+            for g in dataclasses.fields(value):
+                lines.append(f"  {f.name}.{g.name} = {getattr(value, g.name)!r}\n"
+                             f"      {g.metadata.get('help', '')}")
+        else:
+            lines.append(f"  {f.name} = {value!r}\n      {f.metadata.get('help', '')}")
+    return "\n".join(lines)

@@ -1,0 +1,25 @@
+"""Errors that describe a user's mistake (bad config, bad corpus, wrong checkpoint).
+
+Entry points catch `TextganError` and print its message without a traceback; anything else is a
+bug in textgan and keeps its traceback.
+"""
+
+
+class TextganError(Exception):
+    """A problem the user can fix; the message says what and where."""
+
+
+class ConfigError(TextganError):
+    """An unknown key, a wrong type or an impossible value in the configuration."""
+
+
+class CorpusError(TextganError):
+    """A corpus that cannot be read: missing file or column, bad bytes, unknown label, ..."""
+
+
+class TokenizerError(TextganError):
+    """A tokenizer model that does not match what textgan expects (special ids, hash)."""
+
+
+class CheckpointError(TextganError):
+    """A checkpoint that cannot be used here: missing, corrupt, or from another config/tokenizer."""
