@@ -72,7 +72,6 @@ class DataConfig:
     hf_splits: dict[str, str] = setting(
         {}, "hub dataset split names, e.g. {train='train', valid='validation', test='test'}; "
             "a missing valid/test split is carved from train")
-    streaming: bool = setting(False, "stream a hub dataset instead of downloading it whole")
     lowercase: bool = setting(False, "lowercase every sentence")
     dedupe: bool = setting(True, "drop repeated sentences (first occurrence kept)")
     split_sentences: bool = setting(False, "split long texts into sentences before filtering")
@@ -145,6 +144,45 @@ class ModelConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """The VAE pretraining stage: optimisation, KL weight, free bits, word dropout."""
+
+    epochs: int = setting(10, "training epochs", gt=0)
+    lr: float = setting(1e-3, "learning rate", gt=0.0)
+    optimizer: str = setting("adam", "adam, adamw, or orthograd (Adam on the gradient made "
+                             "orthogonal to the weights)", choices=("adam", "adamw", "orthograd"))
+    weight_decay: float = setting(0.0, "weight decay (decoupled for adamw)", ge=0.0)
+    grad_clip: float = setting(5.0, "clip the global gradient norm to this (0 = off)", ge=0.0)
+    code_source: str = setting(
+        "prior", "style code c while pretraining: 'prior' (Hu et al., Algorithm 1) or 'label' "
+                 "(the true class where known, the prior elsewhere)", choices=("prior", "label"))
+    kl_schedule: str = setting(
+        "linear", "KL weight beta(t): constant, linear (warm-up at 0 then a ramp), sigmoid "
+                  "(Bowman et al. 2016) or cyclical (Fu et al. 2019)",
+        choices=("constant", "linear", "sigmoid", "cyclical"))
+    kl_max: float = setting(1.0, "final (or constant) KL weight beta_max", ge=0.0)
+    kl_warmup_steps: int = setting(0, "iterations at beta=0 before the ramp", ge=0)
+    kl_ramp_steps: int = setting(2000, "iterations of the ramp from 0 to kl_max", ge=1)
+    kl_cycle_steps: int = setting(2000, "cyclical: iterations per cycle", ge=1)
+    kl_cycle_ratio: float = setting(0.5, "cyclical: share of each cycle spent ramping", gt=0.0,
+                                    le=1.0)
+    free_bits: float = setting(
+        0.0, "free bits: per-dimension KL floor in nats (Kingma et al. 2016; 0 = off)", ge=0.0)
+    kl_decomposition: bool = setting(
+        False, "beta-TCVAE: weigh index-code MI, total correlation and dimension-wise KL apart")
+    mi_weight: float = setting(1.0, "kl_decomposition: weight of the index-code MI", ge=0.0)
+    tc_weight: float = setting(1.0, "kl_decomposition: weight of the total correlation", ge=0.0)
+    dim_kl_weight: float = setting(1.0, "kl_decomposition: weight of the dimension-wise KL",
+                                   ge=0.0)
+    word_dropout: float = setting(
+        0.0, "share of generator inputs replaced by <unk> (Bowman et al. 2016)", ge=0.0, le=1.0)
+    word_dropout_schedule: str = setting(
+        "constant", "word dropout rate over time: constant, or linear from 0 over "
+                    "word_dropout_ramp_steps", choices=("constant", "linear"))
+    word_dropout_ramp_steps: int = setting(1000, "linear word dropout: ramp length", ge=1)
+
+
+@dataclass
 class Config:
     """The whole configuration of a run; saved as config.toml in the run folder."""
 
@@ -152,6 +190,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 
 # --------------------------------------------------------------------------- resolution
