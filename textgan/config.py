@@ -36,9 +36,15 @@ PRESETS = ("tiny", "default", "paper")
 
 
 def setting(default: Any, help: str, *, gt: float | None = None, ge: float | None = None,
-            le: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
-    """A config field: its default, the help `--help` shows, and the constraint on its value."""
-    metadata = {"help": help, "gt": gt, "ge": ge, "le": le, "choices": choices}
+            le: float | None = None, choices: tuple[str, ...] | None = None,
+            runtime: bool = False) -> Any:
+    """A config field: its default, the help `--help` shows, and the constraint on its value.
+
+    `runtime=True` marks a knob that may change when a run is resumed (epochs, time limits,
+    caches); every other key must match the run folder's saved config.
+    """
+    metadata = {"help": help, "gt": gt, "ge": ge, "le": le, "choices": choices,
+                "runtime": runtime}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -86,7 +92,8 @@ class DataConfig:
     on_decode_error: str = setting(
         "fail", "undecodable bytes in a text file: 'fail' with line numbers, or 'skip' the lines",
         choices=("fail", "skip"))
-    cache_dir: str = setting("", "Hugging Face datasets cache ('' = the library default)")
+    cache_dir: str = setting("", "Hugging Face datasets cache ('' = the library default)",
+                             runtime=True)
     max_tokens: int = setting(
         32, "drop sentences longer than this many subword tokens (EOS included)", gt=1)
     batch_size: int = setting(64, "sentences per batch", gt=0)
@@ -141,13 +148,17 @@ class ModelConfig:
     encoder_bidirectional: bool = setting(True, "bidirectional encoder GRU")
     generator_layers: int = setting(1, "GRU layers in the generator", gt=0)
     dropout: float = setting(0.1, "dropout on embeddings and between GRU layers", ge=0.0, le=0.9)
+    share_embedding: bool = setting(
+        True, "encoder and generator use one word embedding table (soft sentences from the "
+              "generator are then read by the encoder in the space the generator writes in)")
 
 
 @dataclass
 class PretrainConfig:
     """The VAE pretraining stage: optimisation, KL weight, free bits, word dropout."""
 
-    epochs: int = setting(10, "training epochs", gt=0)
+    epochs: int = setting(10, "training epochs (raise it to extend a finished run)", gt=0,
+                          runtime=True)
     lr: float = setting(1e-3, "learning rate", gt=0.0)
     optimizer: str = setting("adam", "adam, adamw, or orthograd (Adam on the gradient made "
                              "orthogonal to the weights)", choices=("adam", "adamw", "orthograd"))
@@ -428,6 +439,38 @@ def read_config(path: str | Path) -> Config:
     """Read a saved config.toml: the file alone, no preset underneath."""
     path = Path(path)
     return config_from_dict(_read_toml(path), origin=str(path))
+
+
+def runtime_keys(cfg: Config | None = None) -> set[str]:
+    """Dotted keys that may differ between a run folder's config and a resumed run."""
+    cfg = cfg or Config()
+    keys = set()
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            keys |= {f"{f.name}.{g.name}" for g in dataclasses.fields(value)
+                     if g.metadata.get("runtime")}
+        elif f.metadata.get("runtime"):
+            keys.add(f.name)
+    return keys
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any],
+                       ignore: typing.Collection[str] = ()) -> list[str]:
+    """Readable 'key: saved -> current' lines for every differing dotted key."""
+    def flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            if isinstance(value, dict) and not prefix:  # sections only; dict fields stay whole
+                out.update(flat(value, f"{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    old, new = flat(saved), flat(current)
+    return [f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}"
+            for key in sorted(set(old) | set(new))
+            if key not in ignore and old.get(key) != new.get(key)]
 
 
 def describe(cfg: Config) -> str:

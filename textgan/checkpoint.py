@@ -1,0 +1,188 @@
+"""Run folders and checkpoints: what a checkpoint holds, where it goes, and whether it fits.
+
+A run folder (`checkpoints/<name>/` by default) holds
+
+    config.toml          the resolved config of the run
+    tokenizer.model      the sentencepiece model, with tokenizer.sha256 beside it
+    pretrain/ train/     checkpoints of each stage: <stage>_checkpoint_<iteration>.pt (the last k)
+                         and best_checkpoint_<iteration>_<score>.pt
+    tb/<stage>/          TensorBoard events
+
+Every checkpoint holds the full state of ARCHITECTURE.md section 3: the stage's models,
+optimizers, schedulers and engine (passed in `to_save`), plus `meta` (format version, stage,
+resolved config, tokenizer bytes and sha256, attribute classes) and `rng` (python, numpy, torch,
+cuda generator states). It holds only tensors and plain containers, so it loads with
+`torch.load(weights_only=True)`; ignite's DiskSaver writes it atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine
+from ignite.handlers import Checkpoint, DiskSaver
+
+from textgan.config import Config, config_differences, config_to_dict, runtime_keys
+from textgan.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+DEFAULT_RUNS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+_STEP = re.compile(r"_checkpoint_(\d+)(?:_|\.pt$)")
+
+
+class RunPaths:
+    """The files of one run folder."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.config = self.root / "config.toml"
+        self.tokenizer = self.root / "tokenizer.model"
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / stage
+
+    def tensorboard_dir(self, stage: str) -> Path:
+        return self.root / "tb" / stage
+
+
+def default_run_dir(preset: str) -> Path:
+    """`checkpoints/<preset>`: running the same command twice resumes the same run."""
+    return DEFAULT_RUNS_DIR / preset
+
+
+class RunMeta:
+    """What a checkpoint says about itself; saved under the key 'meta' of every checkpoint."""
+
+    def __init__(self, *, stage: str, config: Config, tokenizer: Any,
+                 attributes: Mapping[str, list[str]]) -> None:
+        self.stage, self.config, self.tokenizer = stage, config, tokenizer
+        self.attributes = {name: list(values) for name, values in attributes.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "stage": self.stage,
+            "config": config_to_dict(self.config),
+            "tokenizer_model": self.tokenizer.model_bytes,
+            "tokenizer_sha256": self.tokenizer.sha256,
+            "attributes": self.attributes,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Nothing to restore: compatibility is checked by `check_compatible` before loading."""
+
+
+class RNGStates:
+    """The global random generators, so a resumed run draws the same dropout masks and noise."""
+
+    def state_dict(self) -> dict[str, Any]:
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        return {
+            "python": random.getstate(),
+            # numpy's legacy state holds an ndarray, which weights_only loading refuses: store
+            # the key as a tensor and rebuild the tuple on load.
+            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        random.setstate(state["python"])
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def make_checkpointer(to_save: Mapping[str, Any], folder: Path, stage: str,
+                      keep_last: int) -> Checkpoint:
+    """Rotating checkpoints named by iteration; `include_self` keeps rotation across resumes."""
+    return Checkpoint(
+        dict(to_save), DiskSaver(folder, require_empty=False, atomic=True),
+        filename_prefix=stage, n_saved=keep_last, include_self=True,
+        global_step_transform=lambda engine, _: engine.state.iteration)
+
+
+def make_best_checkpointer(to_save: Mapping[str, Any], folder: Path, trainer: Engine,
+                           score_name: str, sign: float) -> Checkpoint:
+    """Keeps the one checkpoint with the best validation score (sign -1 to minimise)."""
+    return Checkpoint(
+        dict(to_save), DiskSaver(folder, require_empty=False, atomic=True),
+        filename_prefix="best", n_saved=1,
+        score_function=Checkpoint.get_default_score_fn(score_name, sign),
+        score_name=score_name, global_step_transform=lambda *_: trainer.state.iteration)
+
+
+def checkpoint_step(path: Path) -> int:
+    match = _STEP.search(path.name)
+    return int(match.group(1)) if match else -1
+
+
+def latest_checkpoint(folder: Path, stage: str) -> Path | None:
+    """The newest `<stage>_checkpoint_<iteration>.pt` in folder, by iteration."""
+    candidates = sorted(Path(folder).glob(f"{stage}_checkpoint_*.pt"), key=checkpoint_step)
+    return candidates[-1] if candidates else None
+
+
+def best_checkpoint(folder: Path) -> Path | None:
+    candidates = sorted(Path(folder).glob("best_checkpoint_*.pt"), key=checkpoint_step)
+    return candidates[-1] if candidates else None
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """torch.load with weights_only=True on the CPU; a clear error for a missing or bad file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file: say which, not a pickle traceback
+        raise CheckpointError(f"{path} is not a readable textgan checkpoint: "
+                              f"{type(error).__name__}: {str(error).splitlines()[0]}") from None
+    if not isinstance(state, dict) or "meta" not in state:
+        raise CheckpointError(f"{path} is not a textgan checkpoint (no 'meta' entry)")
+    version = state["meta"].get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format {version}; this textgan reads "
+                              f"format {FORMAT_VERSION}")
+    return state
+
+
+def check_compatible(state: Mapping[str, Any], path: Path, *, config: Config | None = None,
+                     tokenizer_sha256: str | None = None,
+                     stages: tuple[str, ...] = ()) -> None:
+    """Refuse a checkpoint from another stage, tokenizer or config, naming the difference."""
+    meta = state["meta"]
+    if stages and meta["stage"] not in stages:
+        raise CheckpointError(f"{path} is a '{meta['stage']}' checkpoint; expected "
+                              f"{' or '.join(repr(s) for s in stages)}")
+    if tokenizer_sha256 is not None and meta["tokenizer_sha256"] != tokenizer_sha256:
+        raise CheckpointError(
+            f"{path} was trained with another tokenizer (sha256 {meta['tokenizer_sha256'][:12]}"
+            f"... vs {tokenizer_sha256[:12]}... here); use the run folder it came from")
+    if config is not None:
+        differences = config_differences(meta["config"], config_to_dict(config),
+                                         ignore=runtime_keys())
+        if differences:
+            raise CheckpointError(
+                f"{path} was trained with a different config:\n  " + "\n  ".join(differences)
+                + "\n(only runtime keys such as pretrain.epochs may change on resume; start a "
+                  "new run folder with --run-dir for other changes)")
+
+
+def restore(to_load: Mapping[str, Any], state: Mapping[str, Any]) -> None:
+    """Load every object of to_load from a checkpoint dict (after `check_compatible`)."""
+    missing = [key for key in to_load if key not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint lacks {', '.join(missing)}")
+    Checkpoint.load_objects(dict(to_load), dict(state))
