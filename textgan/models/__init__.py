@@ -1,0 +1,62 @@
+"""The networks: the VAE's encoder and generator, and the structured code c.
+
+    encoder, generator = build_vae(cfg.model, vocab_size=V, code_dim=code_dim(num_classes),
+                                   pad_id=..., bos_id=..., eos_id=...)
+
+With `cfg.model.share_embedding` the two hold the SAME nn.Embedding, so it appears in both
+`encoder.parameters()` and `generator.parameters()`: when one optimizer covers both, deduplicate
+the parameters (torch warns about duplicates in a parameter group, and the tests turn warnings
+into errors); when separate optimizers step E and G, decide which one owns the table.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from torch import nn
+
+from textgan.config import ModelConfig
+from textgan.models.code import (code_dim, code_offsets, fill_missing, one_hot_code, sample_code,
+                                 split_code)
+from textgan.models.encoder import Encoder, Posterior, make_embedding, reparameterize
+from textgan.models.generator import (Decoded, Generator, Step, apply_word_dropout, choose_next,
+                                      filter_top_k, filter_top_p, shift_right)
+
+
+class VAE(NamedTuple):
+    """The encoder and generator of one model (sharing an embedding table or not)."""
+
+    encoder: Encoder
+    generator: Generator
+
+
+def build_vae(cfg: ModelConfig, *, vocab_size: int, code_dim: int, pad_id: int, bos_id: int,
+              eos_id: int) -> VAE:
+    """Encoder and generator, sharing their embedding table if cfg.share_embedding."""
+    shared: nn.Embedding | None = None
+    if cfg.share_embedding:
+        shared = make_embedding(cfg, vocab_size=vocab_size, pad_id=pad_id)
+    encoder = Encoder(cfg, vocab_size=vocab_size, pad_id=pad_id, embedding=shared)
+    generator = Generator(cfg, vocab_size=vocab_size, code_dim=code_dim, pad_id=pad_id,
+                          bos_id=bos_id, eos_id=eos_id, embedding=shared)
+    return VAE(encoder=encoder, generator=generator)
+
+
+def vae_parameters(vae: VAE) -> list[nn.Parameter]:
+    """Every parameter of the encoder and generator once, in a stable order (shared table once)."""
+    seen: set[int] = set()
+    params = []
+    for module in vae:
+        for param in module.parameters():
+            if id(param) not in seen:
+                seen.add(id(param))
+                params.append(param)
+    return params
+
+
+__all__ = [
+    "VAE", "Decoded", "Encoder", "Generator", "Posterior", "Step", "apply_word_dropout",
+    "build_vae", "choose_next", "code_dim", "code_offsets", "fill_missing", "filter_top_k",
+    "filter_top_p", "make_embedding", "one_hot_code", "reparameterize", "sample_code",
+    "shift_right", "split_code", "vae_parameters",
+]

@@ -1,0 +1,282 @@
+"""The generator p_G(x | z, c): a GRU decoder conditioned on [z; c].
+
+    gen = Generator(cfg.model, vocab_size=V, code_dim=C, pad_id=..., bos_id=..., eos_id=...)
+    inputs = gen.teacher_inputs(batch.tokens)                     # BOS + tokens[:, :-1]
+    inputs = apply_word_dropout(inputs, rate, unk_id=..., pad_id=..., bos_id=...)
+    logits = gen(inputs, z, c)                                    # (B, T, V), teacher forcing
+    out = gen.decode(z, c, max_len=15, strategy="sample", top_p=0.9, generator=g)
+
+Conditioning: [z; c] sets the initial hidden state of every layer (one linear layer, tanh) and is
+concatenated to the input of every step, so the code cannot fade out of a long sentence.
+
+Teacher forcing runs nn.GRU over the whole padded sequence (one fused cuDNN call on a GPU); the
+loss masks what comes after EOS, so there is nothing to gain from packing here. Free running calls
+the SAME nn.GRU on one-step sequences (`step`), so both paths compute the same function.
+
+The pieces are public so that soft generation (another module) reuses these weights:
+`embed` / `embed_soft` (the input side), `initial_state` and `conditioning`, `step` (one decoder
+step from an input embedding), `project` (hidden state -> logits). A soft step is
+
+    logits, hidden = gen.step(gen.embed_soft(probs), hidden, zc)
+
+with `probs` the (relaxed) softmax of the previous step's logits.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from textgan.config import ModelConfig
+from textgan.models.encoder import check_embedding, gru_dropout, make_embedding
+
+STRATEGIES = ("greedy", "sample")
+
+
+class Step(NamedTuple):
+    """One decoder step."""
+
+    logits: Tensor  # (B, V)
+    hidden: Tensor  # (L, B, H)
+
+
+class Decoded(NamedTuple):
+    """Hard decoded sentences."""
+
+    tokens: Tensor  # (B, L) ids, EOS kept, pad after it; L <= max_len
+    lengths: Tensor  # (B,) tokens up to and including the first EOS; max_len if none
+    ended: Tensor  # (B,) bool, True where an EOS was produced
+
+
+def shift_right(tokens: Tensor, bos_id: int) -> Tensor:
+    """Teacher-forcing inputs: BOS followed by tokens[:, :-1] (B, T).
+
+    Position t predicts tokens[:, t] from the words before it. The last column is dropped because
+    nothing is predicted after it; a shorter row's EOS does enter as an input, but its prediction
+    (of padding) is masked by the loss.
+    """
+    bos = torch.full_like(tokens[:, :1], bos_id)  # (B, 1)
+    return torch.cat([bos, tokens[:, :-1]], dim=1)  # (B, T)
+
+
+def apply_word_dropout(inputs: Tensor, rate: float, *, unk_id: int, pad_id: int,
+                       bos_id: int | None = None,
+                       generator: torch.Generator | None = None) -> Tensor:
+    """Replace each decoder input by <unk> with probability `rate` (Bowman et al. 2016).
+
+    Padding is never touched (it is not a word, and the pad row of the embedding is fixed at 0).
+    The leading BOS is kept when `bos_id` is given, as Bowman et al. do: they drop *words*, and
+    BOS is the start signal that free-running decoding always sees; replacing it would only
+    teach the first step something it never meets at test time. rate 0 returns `inputs` itself
+    and draws no random numbers; rate 1 replaces every real word.
+
+    The generator, if given, must live on the inputs' device.
+    """
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"word dropout rate must lie in [0, 1], got {rate}")
+    if rate == 0.0:
+        return inputs
+    draw = torch.rand(inputs.shape, generator=generator, device=inputs.device)  # (B, T)
+    protected = inputs == pad_id  # (B, T)
+    if bos_id is not None:
+        protected = protected | (inputs == bos_id)
+    # rand is in [0, 1), so rate 1 selects every position.
+    replace = (draw < rate) & ~protected
+    return inputs.masked_fill(replace, unk_id)
+
+
+def filter_top_k(logits: Tensor, top_k: int) -> Tensor:
+    """Keep the k largest logits of each row (ties with the k-th kept), -inf elsewhere."""
+    if top_k <= 0 or top_k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (B, 1)
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def filter_top_p(logits: Tensor, top_p: float) -> Tensor:
+    """Nucleus filtering: keep the smallest set of most likely tokens whose mass reaches top_p.
+
+    A token is kept when the mass of the tokens ranked before it is below top_p, so the most
+    likely token always survives (top_p -> 0 is greedy).
+    """
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V) each
+    probs = torch.softmax(sorted_logits, dim=-1)
+    mass_before = torch.cumsum(probs, dim=-1) - probs  # (B, V), exactly 0 for the first
+    remove_sorted = mass_before >= top_p
+    # Back from rank order to vocabulary order.
+    remove = torch.zeros_like(remove_sorted).scatter(-1, order, remove_sorted)
+    return logits.masked_fill(remove, float("-inf"))
+
+
+def choose_next(logits: Tensor, *, strategy: str = "greedy", temperature: float = 1.0,
+                top_k: int = 0, top_p: float = 1.0,
+                generator: torch.Generator | None = None) -> Tensor:
+    """Next token ids (B,) from logits (B, V): argmax, or a draw after temperature/top-k/top-p.
+
+    Greedy ignores temperature, top_k and top_p. Sampling works in fp32 whatever the logits'
+    dtype, since a half-precision softmax over a large vocabulary loses the tail.
+    """
+    if strategy == "greedy":
+        return logits.argmax(dim=-1)
+    if strategy != "sample":
+        raise ValueError(f"unknown decoding strategy '{strategy}' (use one of {STRATEGIES})")
+    scaled = logits.float() / temperature  # (B, V)
+    scaled = filter_top_p(filter_top_k(scaled, top_k), top_p)
+    probs = torch.softmax(scaled, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+
+
+def check_decoding(*, max_len: int, strategy: str, temperature: float, top_k: int,
+                   top_p: float) -> None:
+    """Reject impossible decoding settings before any work is done."""
+    if max_len < 1:
+        raise ValueError(f"max_len must be at least 1, got {max_len}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown decoding strategy '{strategy}' (use one of {STRATEGIES})")
+    if not temperature > 0.0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (0 = off), got {top_k}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must lie in (0, 1] (1 = off), got {top_p}")
+
+
+class Generator(nn.Module):
+    """GRU decoder p(x | z, c) with teacher forcing, step-wise and batched free-running decoding."""
+
+    def __init__(self, cfg: ModelConfig, *, vocab_size: int, code_dim: int, pad_id: int,
+                 bos_id: int, eos_id: int, embedding: nn.Embedding | None = None) -> None:
+        super().__init__()
+        if embedding is None:
+            embedding = make_embedding(cfg, vocab_size=vocab_size, pad_id=pad_id)
+        else:
+            check_embedding(embedding, cfg, vocab_size=vocab_size)
+        self.vocab_size = vocab_size
+        self.z_dim = cfg.z_dim
+        self.code_dim = code_dim
+        self.num_layers = cfg.generator_layers
+        self.hidden_dim = cfg.hidden_dim
+        self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
+        cond_dim = cfg.z_dim + code_dim
+        self.embedding = embedding
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.init_hidden = nn.Linear(cond_dim, cfg.generator_layers * cfg.hidden_dim)
+        self.gru = nn.GRU(cfg.embedding_dim + cond_dim, cfg.hidden_dim,
+                          num_layers=cfg.generator_layers, batch_first=True,
+                          dropout=gru_dropout(cfg.dropout, cfg.generator_layers))
+        self.output = nn.Linear(cfg.hidden_dim, vocab_size)
+
+    # ---------------------------------------------------------------- pieces
+
+    def embed(self, tokens: Tensor) -> Tensor:
+        """Token ids (...) -> embeddings (..., E); dropout is applied where they enter the GRU."""
+        return self.embedding(tokens)
+
+    def embed_soft(self, probs: Tensor) -> Tensor:
+        """Distributions over the vocabulary (..., V) -> expected embeddings (..., E)."""
+        return probs @ self.embedding.weight
+
+    def project(self, outputs: Tensor) -> Tensor:
+        """GRU outputs (..., H) -> logits (..., V)."""
+        return self.output(outputs)
+
+    def forbid_special(self, logits: Tensor) -> Tensor:
+        """Logits (..., V) with PAD and BOS at -inf: neither is ever a word to produce.
+
+        A PAD inside a sentence would read as its end to everything downstream, and BOS is never
+        a training target; an untrained model can still rank them first, so decoding (hard or
+        soft) removes them rather than trusting the model to have learnt it.
+        """
+        special = torch.tensor(sorted({self.pad_id, self.bos_id} - {self.eos_id}),
+                               device=logits.device)
+        return logits.index_fill(-1, special, float("-inf"))
+
+    def teacher_inputs(self, tokens: Tensor) -> Tensor:
+        """BOS + tokens[:, :-1] (B, T), the inputs that predict `tokens`."""
+        return shift_right(tokens, self.bos_id)
+
+    def start_tokens(self, batch_size: int, *, device: torch.device | None = None) -> Tensor:
+        """The first input of free-running decoding: BOS for every row (B,)."""
+        return torch.full((batch_size,), self.bos_id, dtype=torch.long, device=device)
+
+    def conditioning(self, z: Tensor, c: Tensor) -> Tensor:
+        """[z; c] (B, Z + C), checked against the sizes this generator was built for."""
+        if z.shape[-1] != self.z_dim or c.shape[-1] != self.code_dim:
+            raise ValueError(f"z is {tuple(z.shape)} and c is {tuple(c.shape)}; this generator "
+                             f"expects (B, {self.z_dim}) and (B, {self.code_dim})")
+        return torch.cat([z, c.to(z.dtype)], dim=-1)
+
+    def initial_state(self, z: Tensor, c: Tensor) -> Tensor:
+        """Initial hidden state of every layer, tanh(W [z; c] + b) (L, B, H)."""
+        zc = self.conditioning(z, c)  # (B, Z+C)
+        flat = torch.tanh(self.init_hidden(zc))  # (B, L*H)
+        return flat.view(zc.shape[0], self.num_layers, self.hidden_dim).transpose(0, 1).contiguous()
+
+    def step(self, input_emb: Tensor, hidden: Tensor, zc: Tensor) -> Step:
+        """One decoder step: input embedding (B, E), hidden (L, B, H), [z; c] (B, Z+C)."""
+        x = torch.cat([self.dropout(input_emb), zc], dim=-1).unsqueeze(1)  # (B, 1, E+Z+C)
+        out, hidden = self.gru(x, hidden)  # (B, 1, H), (L, B, H)
+        return Step(logits=self.project(out.squeeze(1)), hidden=hidden)
+
+    # ---------------------------------------------------------------- teacher forcing
+
+    def forward(self, inputs: Tensor, z: Tensor, c: Tensor) -> Tensor:
+        """Teacher forcing: inputs (B, T) (BOS + tokens[:, :-1]) -> logits (B, T, V)."""
+        return self.forward_embeddings(self.embed(inputs), z, c)
+
+    def forward_embeddings(self, embedded: Tensor, z: Tensor, c: Tensor) -> Tensor:
+        """Teacher forcing from input embeddings (B, T, E) -> logits (B, T, V)."""
+        zc = self.conditioning(z, c)  # (B, Z+C)
+        hidden = self.initial_state(z, c)  # (L, B, H)
+        steps = embedded.shape[1]
+        x = torch.cat([self.dropout(embedded), zc.unsqueeze(1).expand(-1, steps, -1)],
+                      dim=-1)  # (B, T, E+Z+C)
+        out, _ = self.gru(x, hidden)  # (B, T, H)
+        return self.project(out)  # (B, T, V)
+
+    # ---------------------------------------------------------------- free running
+
+    @torch.no_grad()
+    def decode(self, z: Tensor, c: Tensor, *, max_len: int, strategy: str = "greedy",
+               temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+               generator: torch.Generator | None = None) -> Decoded:
+        """Hard decoding of every row in parallel, each stopped at its first EOS.
+
+        One Python loop over time steps; a finished row keeps running through the GRU (cheaper
+        than compacting the batch) but its outputs are replaced by padding. PAD and BOS are never
+        produced (`forbid_special`). The loop stops early once every row has ended, so `tokens`
+        may be narrower than max_len. Dropout applies if the module is in training mode: call
+        `.eval()` for test-time decoding. No gradients: the result is discrete (soft generation
+        is the differentiable path).
+        """
+        check_decoding(max_len=max_len, strategy=strategy, temperature=temperature,
+                       top_k=top_k, top_p=top_p)
+        zc = self.conditioning(z, c)  # (B, Z+C)
+        hidden = self.initial_state(z, c)  # (L, B, H)
+        batch = zc.shape[0]
+        inputs = self.start_tokens(batch, device=zc.device)  # (B,)
+        tokens = torch.full((batch, max_len), self.pad_id, dtype=torch.long,
+                            device=zc.device)  # (B, max_len)
+        lengths = torch.full((batch,), max_len, dtype=torch.long, device=zc.device)  # (B,)
+        ended = torch.zeros(batch, dtype=torch.bool, device=zc.device)  # (B,)
+        steps = max_len
+        for t in range(max_len):
+            logits, hidden = self.step(self.embed(inputs), hidden, zc)  # (B, V)
+            chosen = choose_next(self.forbid_special(logits), strategy=strategy,
+                                 temperature=temperature, top_k=top_k, top_p=top_p,
+                                 generator=generator)  # (B,)
+            chosen = chosen.masked_fill(ended, self.pad_id)
+            tokens[:, t] = chosen
+            first_eos = (chosen == self.eos_id) & ~ended
+            lengths = lengths.masked_fill(first_eos, t + 1)
+            ended = ended | first_eos
+            # One host sync per step buys the early exit, which saves far more on short outputs.
+            if bool(ended.all()):
+                steps = t + 1
+                break
+            inputs = chosen
+        return Decoded(tokens=tokens[:, :steps], lengths=lengths, ended=ended)
