@@ -286,7 +286,7 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, seed: int = 0) -
                 cfg.model_type, counter.count, sampled, tokenizer.vocab_size, cfg.vocab_size,
                 tokenizer.sha256[:12])
     if tokenizer.vocab_size < cfg.vocab_size:
-        logger.warning("the training split supports only %d of the %d pieces asked for "
+        logger.info("the training split supports only %d of the %d pieces asked for "
                        "(tokenizer.hard_vocab_limit=false)", tokenizer.vocab_size,
                        cfg.vocab_size)
     return tokenizer

@@ -1,0 +1,99 @@
+"""Corpus tools on the command line (CPU only, seconds).
+
+    python -m textgan.corpora synthetic --n 20000 --seed 0 --out corpora/synthetic/my-corpus
+    python -m textgan.corpora grammar        # size of the synthetic language, its vocabulary
+
+`synthetic` writes train.jsonl, valid.jsonl and test.jsonl (one {"text", "sentiment", "tense"}
+object per line, the format textgan reads from users) and logs the split sizes and label
+balance. `grammar` logs the exact size of the language and its word classes.
+
+Each subcommand is a function `_run_<name>(args) -> dict`; add one with `_add_<name>` below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from textgan.cli import HelpFormatter, run_main
+from textgan.errors import CorpusError
+
+log = logging.getLogger("textgan.corpora")
+
+
+def _add_synthetic(subparsers: Any) -> None:
+    from textgan.corpora.synthetic import DEFAULT_FRACTIONS
+
+    parser = subparsers.add_parser(
+        "synthetic", formatter_class=HelpFormatter,
+        help="generate the synthetic review corpus (exact oracle) as train/valid/test files",
+        description="Sample distinct sentences of the synthetic review language (attributes\n"
+                    "sentiment negative/positive and tense past/present, independent of each\n"
+                    "other and of the content) and write train.jsonl, valid.jsonl and\n"
+                    "test.jsonl. The same --n and --seed always give the same files.")
+    # SUPPRESS: a required flag has no default worth showing in --help.
+    parser.add_argument("--n", type=int, required=True, default=argparse.SUPPRESS,
+                        help="number of distinct sentences over all splits")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument("--out", required=True, metavar="DIR", default=argparse.SUPPRESS,
+                        help="output folder: new, empty, or holding a previous corpus "
+                             "(which is replaced)")
+    parser.add_argument("--fractions", type=float, nargs=3, default=list(DEFAULT_FRACTIONS),
+                        metavar=("TRAIN", "VALID", "TEST"),
+                        help="share of the sentences in each split (sum 1)")
+    parser.set_defaults(run=_run_synthetic)
+
+
+def _run_synthetic(args: argparse.Namespace) -> dict[str, Any]:
+    from textgan.corpora.synthetic import label_summary, write_corpus
+
+    if args.n < 1:
+        raise CorpusError(f"--n must be at least 1, got {args.n}")
+    paths = write_corpus(args.out, args.n, args.seed, fractions=tuple(args.fractions))
+    summary = label_summary(paths)
+    log.info("wrote %d sentences (seed %d) to %s", args.n, args.seed, paths["train"].parent)
+    for split, info in summary.items():
+        balance = "; ".join(f"{attribute} " + ", ".join(f"{v} {c}" for v, c in counts.items())
+                            for attribute, counts in info["labels"].items())
+        log.info("  %-5s %6d sentences  %s", split, info["sentences"], balance)
+    return {"command": "synthetic", "files": {s: str(p) for s, p in paths.items()},
+            "splits": summary}
+
+
+def _add_grammar(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "grammar", formatter_class=HelpFormatter,
+        help="describe the synthetic language: vocabulary, patterns, exact number of sentences",
+        description="Compile the synthetic grammar (textgan/corpora/grammar.py), check it, and\n"
+                    "log its figures as JSON.")
+    parser.set_defaults(run=_run_grammar)
+
+
+def _run_grammar(args: argparse.Namespace) -> dict[str, Any]:
+    from textgan.corpora.language import default_language
+
+    stats = default_language().stats()
+    log.info("synthetic language: %s", json.dumps(stats))
+    return {"command": "grammar", **stats}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m textgan.corpora", description=__doc__,
+                                     formatter_class=HelpFormatter)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_synthetic(subparsers)
+    _add_grammar(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run one subcommand; returns what it did (tests read this)."""
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    run_main(main)
