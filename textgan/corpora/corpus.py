@@ -27,6 +27,7 @@ class CleaningReport:
     """Counts of what loading and cleaning did, per reason (e.g. {"empty": 3, "duplicate": 10})."""
 
     read: int = 0                                   # sentences read from the source
+    added: int = 0                                  # extra sentences from sentence splitting
     dropped: dict[str, int] = field(default_factory=dict)
     skipped_lines: list[int] = field(default_factory=list)  # first undecodable line numbers
     kept: dict[str, int] = field(default_factory=dict)      # split -> sentences
@@ -34,7 +35,8 @@ class CleaningReport:
     def summary(self) -> str:
         dropped = ", ".join(f"{n} {reason}" for reason, n in sorted(self.dropped.items()) if n)
         kept = ", ".join(f"{split} {n}" for split, n in self.kept.items())
-        return f"read {self.read} sentences; dropped {dropped or 'none'}; kept {kept}"
+        added = f"; {self.added} more from sentence splitting" if self.added else ""
+        return f"read {self.read} sentences{added}; dropped {dropped or 'none'}; kept {kept}"
 
 
 @dataclass

@@ -1,0 +1,99 @@
+"""load_corpus: from data.source to a cleaned, split, labelled Corpus.
+
+    from textgan.config import load_config
+    from textgan.corpora import load_corpus
+    corpus = load_corpus(load_config("tiny").data)
+
+The steps, each in its own module:
+
+1. sources.py resolves data.source and reads every file or hub split into the raw shape
+   (raw.py): text, string labels, and where each row came from;
+2. cleaning.py cleans train, valid, test, then the extra unlabelled files, in that order, so
+   deduplication keeps the earliest copy (test never repeats train);
+3. labels.py fixes the classes of each attribute and turns labels into class indices;
+4. splitting.py carves the splits the source did not provide out of train; the extra unlabelled
+   sentences join train after that, so valid and test stay labelled data.
+
+Every user mistake surfaces as a CorpusError naming the file, line and value.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import datasets
+
+from textgan.config import DataConfig
+from textgan.corpora.cleaning import Cleaner, describe_drops
+from textgan.corpora.corpus import MISSING_LABEL, SPLITS, TEXT, CleaningReport, Corpus
+from textgan.corpora.labels import encode_labels, infer_classes
+from textgan.corpora.raw import align, value_counts
+from textgan.corpora.sources import resolve_source
+from textgan.corpora.splitting import carve
+from textgan.errors import CorpusError
+
+logger = logging.getLogger(__name__)
+
+
+def load_corpus(cfg: DataConfig) -> Corpus:
+    """The corpus data.source names, cleaned and split as DataConfig says (see the module doc)."""
+    report = CleaningReport()
+    raw = resolve_source(cfg, report)
+    cleaner = Cleaner(cfg, report)
+
+    labelled: dict[str, datasets.Dataset] = {}
+    for role in SPLITS:
+        if role in raw.splits:
+            labelled[role] = cleaner.clean(align(raw.splits[role], raw.attributes), role)
+    unlabelled = None
+    if raw.unlabelled:
+        unlabelled = cleaner.clean(align(raw.unlabelled, raw.attributes), "unlabelled")
+
+    if len(labelled["train"]) == 0:
+        raise CorpusError(
+            f"{raw.name}: no training sentences left after cleaning: read {report.read}, "
+            f"dropped {describe_drops(report, cfg)}. Check data.text_column, data.min_words "
+            "and data.max_words")
+
+    classes = infer_classes(labelled, raw.attributes, raw.label_values, raw.origins, raw.name)
+    encoded = {role: encode_labels(ds, classes, role) for role, ds in labelled.items()}
+    missing = [role for role in SPLITS if role not in encoded]
+    if missing:
+        carved = carve(encoded.pop("train"),
+                       cfg.valid_fraction if "valid" in missing else None,
+                       cfg.test_fraction if "test" in missing else None, cfg.split_seed)
+        encoded.update(carved)
+        logger.info("%s: carved %s from train (seed %d)", raw.name,
+                    ", ".join(f"{role} {len(carved[role])}" for role in missing), cfg.split_seed)
+    if unlabelled is not None and len(unlabelled):
+        encoded["train"] = datasets.concatenate_datasets(
+            [encoded["train"], encode_labels(unlabelled, classes, "unlabelled")])
+
+    splits = datasets.DatasetDict(
+        {role: encoded[role].select_columns([TEXT, *classes]) for role in SPLITS})
+    report.kept = {role: len(splits[role]) for role in SPLITS}
+    for role in ("valid", "test"):
+        if len(splits[role]) == 0:
+            logger.warning("%s: the %s split is empty", raw.name, role)
+    corpus = Corpus(splits=splits, attributes=classes, report=report, source=cfg.source)
+    _log_corpus(raw.name, corpus)
+    return corpus
+
+
+def _log_corpus(name: str, corpus: Corpus) -> None:
+    logger.info("%s: %s", name, corpus.report.summary())
+    if corpus.report.skipped_lines:
+        logger.info("%s: undecodable lines skipped, first: %s", name,
+                    ", ".join(map(str, corpus.report.skipped_lines)))
+    if not corpus.attributes:
+        logger.info("%s: unlabelled (no attributes)", name)
+    for attribute, classes in corpus.attributes.items():
+        per_split = []
+        for role, ds in corpus.splits.items():
+            counts = value_counts(ds, attribute)
+            labelled = len(ds) - counts.get(MISSING_LABEL, 0)
+            per_class = ", ".join(f"{label} {counts.get(index, 0)}"
+                                  for index, label in enumerate(classes))
+            per_split.append(f"{role} {labelled}/{len(ds)} labelled ({per_class})")
+        logger.info("attribute %s: classes %s; %s", attribute, ", ".join(classes),
+                    "; ".join(per_split))
