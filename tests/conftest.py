@@ -12,12 +12,28 @@ import pytest  # noqa: E402
 from textgan.config import load_config  # noqa: E402
 
 
+def pytest_configure(config):
+    # datasets draws a progress bar per map; in a test log they are noise, not progress.
+    import datasets
+
+    datasets.disable_progress_bars()
+
+
 @pytest.fixture(autouse=True)
 def _hf_cache_in_tmp(tmp_path, monkeypatch):
     """Keep every datasets cache file of a test inside that test's tmp folder."""
     import datasets.config
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+
+
+@pytest.fixture(autouse=True)
+def _synthetic_corpora_in_tmp(tmp_path_factory, monkeypatch):
+    """Generated synthetic corpora go to one folder per test session, never into the repo."""
+    import textgan.corpora.synthetic as synthetic
+
+    root = tmp_path_factory.getbasetemp() / "synthetic-corpora"
+    monkeypatch.setattr(synthetic, "default_root", lambda: root)
 
 
 @pytest.fixture

@@ -23,3 +23,8 @@ class TokenizerError(TextganError):
 
 class CheckpointError(TextganError):
     """A checkpoint that cannot be used here: missing, corrupt, or from another config/tokenizer."""
+
+
+class SamplingError(TextganError):
+    """A sampling request the model cannot serve: an unknown style attribute or class, an empty
+    or over-long sentence to reconstruct, an impossible decoding setting."""
