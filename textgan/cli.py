@@ -17,7 +17,21 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from textgan.config import PRESETS, Config, describe, load_config
+import copy
+from pathlib import Path
+
+from textgan.config import (
+    PRESETS,
+    Config,
+    apply_override,
+    config_differences,
+    config_to_dict,
+    describe,
+    load_config,
+    read_config,
+    runtime_keys,
+    validate,
+)
 from textgan.errors import ConfigError, TextganError
 
 log = logging.getLogger("textgan")
@@ -34,24 +48,53 @@ def config_parser(prog: str, description: str | None) -> argparse.ArgumentParser
         epilog="Any config key can be overridden as --section.field=value "
                "(e.g. --model.z_dim=16 --data.source=my.csv). Keys and defaults of the chosen "
                "preset:\n\n" + describe(Config()))
-    parser.add_argument("--preset", default="default", choices=PRESETS,
+    parser.add_argument("--preset", default=None, choices=PRESETS,
                         help="configs/<preset>.toml: tiny (seconds, tests), default (CPU, "
-                             "minutes), paper (Hu et al. sizes, GPU)")
+                             "minutes), paper (Hu et al. sizes, GPU); 'default' when omitted")
     parser.add_argument("--config", metavar="FILE", default=None,
                         help="TOML file applied on top of the preset")
     return parser
 
 
 def parse_config_args(parser: argparse.ArgumentParser,
-                      argv: Sequence[str] | None) -> tuple[argparse.Namespace, Config]:
-    """Parse the entry point's own flags, then resolve the config from the rest."""
+                      argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """Parse the entry point's own flags; the rest must be `--section.field=value` overrides."""
     args, rest = parser.parse_known_args(argv)
     overrides = [item for item in rest if item.startswith("--") and "=" in item]
     stray = [item for item in rest if item not in overrides]
     if stray:
         raise ConfigError(f"unrecognised argument(s): {' '.join(stray)} "
                           "(config overrides look like --section.field=value)")
-    return args, load_config(args.preset, args.config, overrides)
+    return args, overrides
+
+
+def resolve_run_config(args: argparse.Namespace, overrides: Sequence[str],
+                       saved_path: Path) -> tuple[Config, bool]:
+    """The config of a run; (config, resumed). A run folder's saved config is the base.
+
+    Without a saved config: preset -> --config -> overrides. With one, the saved config plus the
+    overrides, or the explicitly given preset/--config; either way only runtime keys (epochs,
+    time limits, caches) may differ from what the folder was created with.
+    """
+    if not saved_path.is_file():
+        return load_config(args.preset or "default", args.config, overrides), False
+    saved = read_config(saved_path)
+    if args.preset or args.config:
+        candidate = load_config(args.preset or "default", args.config, overrides)
+    else:
+        candidate = copy.deepcopy(saved)
+        for item in overrides:
+            apply_override(candidate, item)
+        validate(candidate)
+    differences = config_differences(config_to_dict(saved), config_to_dict(candidate),
+                                     ignore=runtime_keys())
+    if differences:
+        raise ConfigError(
+            f"the run folder {saved_path.parent} was created with another config:\n  "
+            + "\n  ".join(differences)
+            + "\nonly runtime keys (" + ", ".join(sorted(runtime_keys()))
+            + ") may change on resume; use a new --run-dir for a different run")
+    return candidate, True
 
 
 def setup_logging(level: int = logging.INFO) -> None:

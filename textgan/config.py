@@ -191,6 +191,23 @@ class PretrainConfig:
         "constant", "word dropout rate over time: constant, or linear from 0 over "
                     "word_dropout_ramp_steps", choices=("constant", "linear"))
     word_dropout_ramp_steps: int = setting(1000, "linear word dropout: ramp length", ge=1)
+    ema_momentum: float = setting(
+        0.0, "EMA of the weights for validation and sampling: weight of the online model per "
+             "step (ignite's momentum; 0.001 ~ decay 0.999; 0 = off)", ge=0.0, le=1.0)
+    patience: int = setting(
+        0, "stop after this many validations without a better ELBO (0 = never)", ge=0,
+        runtime=True)
+    keep_last: int = setting(2, "checkpoints kept besides the best", ge=1, runtime=True)
+    checkpoint_every: int = setting(
+        500, "also checkpoint every this many iterations (0 = at epoch ends only)", ge=0,
+        runtime=True)
+    log_every: int = setting(20, "TensorBoard scalars every this many iterations", ge=1,
+                             runtime=True)
+    samples_per_style: int = setting(
+        3, "sentences sampled per style value for TensorBoard each epoch", ge=0, runtime=True)
+    time_limit: float = setting(
+        0.0, "stop (with a checkpoint) after this many seconds; rerun to resume (0 = none)",
+        ge=0.0, runtime=True)
 
 
 @dataclass

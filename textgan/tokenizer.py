@@ -285,10 +285,6 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, seed: int = 0) -
     logger.info("trained a %s tokenizer on %d sentences%s: %d pieces (asked for %d), sha256 %s",
                 cfg.model_type, counter.count, sampled, tokenizer.vocab_size, cfg.vocab_size,
                 tokenizer.sha256[:12])
-    if tokenizer.vocab_size < cfg.vocab_size:
-        logger.info("the training split supports only %d of the %d pieces asked for "
-                       "(tokenizer.hard_vocab_limit=false)", tokenizer.vocab_size,
-                       cfg.vocab_size)
     return tokenizer
 
 

@@ -1,0 +1,243 @@
+"""VAE pretraining, the first stage of Hu et al. 2017 (Algorithm 1, line 1).
+
+On a CPU:
+
+    python -m textgan.pretrain --preset tiny     # seconds: the whole stage on a tiny model
+    python -m textgan.pretrain                   # the default preset: minutes on 2 cores
+
+Trains the encoder q(z|x) and the generator p(x|z,c) with an EOS-aware reconstruction loss and
+beta(t) * KL (KL annealing, free bits, word dropout) on all sentences, labelled or not. The run
+folder (checkpoints/<preset>, or --run-dir) receives config.toml, the tokenizer, checkpoints
+(the last few and the best by validation ELBO) and TensorBoard logs in tb/pretrain.
+
+Running the same command again resumes from the newest checkpoint. A finished stage is not
+restarted: it says so; raise --pretrain.epochs to extend it. Ctrl-C saves a checkpoint first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import EarlyStopping, EMAHandler
+from ignite.utils import manual_seed
+from torch import nn
+
+from textgan.checkpoint import (
+    RNGStates,
+    RunMeta,
+    RunPaths,
+    best_checkpoint,
+    check_compatible,
+    default_run_dir,
+    latest_checkpoint,
+    make_best_checkpointer,
+    make_checkpointer,
+    read_checkpoint,
+    restore,
+)
+from textgan.cli import config_parser, parse_config_args, resolve_run_config, run_main
+from textgan.config import save_config
+from textgan.engines import create_pretrain_trainer
+from textgan.handlers import (
+    attach_interrupt_checkpoint,
+    attach_nan_stop,
+    attach_progress,
+    attach_sampler_epochs,
+    attach_tensorboard,
+    attach_time_limit,
+    markdown_table,
+)
+from textgan.models import build_vae, code_dim, vae_parameters
+from textgan.optim import build_optimizer
+from textgan.prepare import prepare_data
+from textgan.schedules import KL_WEIGHT, WORD_DROPOUT, attach_schedules, make_pretrain_schedules
+from textgan.validation import create_vae_evaluator
+
+log = logging.getLogger("textgan.pretrain")
+
+STAGE = "pretrain"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = config_parser("python -m textgan.pretrain", __doc__)
+    add_runtime_arguments(parser)
+    return parser
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that are not part of the config: where the run lives and what runs it."""
+    parser.add_argument("--run-dir", default=None,
+                        help="run folder (default: checkpoints/<preset>); resumed if it holds "
+                             "a checkpoint")
+    parser.add_argument("--device", default="auto",
+                        help="'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args, overrides = parse_config_args(build_parser(), argv)
+    paths = RunPaths(Path(args.run_dir) if args.run_dir else default_run_dir(args.preset or
+                                                                              "default"))
+    cfg, _ = resolve_run_config(args, overrides, paths.config)
+    save_config(cfg, paths.config)
+    log.info("run folder: %s", paths.root)
+    device = pick_device(args.device)
+    manual_seed(cfg.seed)
+
+    data = prepare_data(cfg, paths, device=device)
+    tokenizer, num_classes = data.tokenizer, data.num_classes
+    vae = build_vae(cfg.model, vocab_size=tokenizer.vocab_size, code_dim=code_dim(num_classes),
+                    pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
+    model = nn.ModuleDict({"encoder": vae.encoder, "generator": vae.generator}).to(device)
+    optimizer = build_optimizer(vae_parameters(vae), cfg.pretrain)
+    schedules = make_pretrain_schedules(cfg.pretrain)
+    trainer = create_pretrain_trainer(
+        vae.encoder, vae.generator, optimizer, cfg=cfg.pretrain, num_classes=num_classes,
+        unk_id=tokenizer.unk_id, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
+        dataset_size=len(data.splits["train"]), device=device)
+
+    ema = EMAHandler(model, momentum=cfg.pretrain.ema_momentum) \
+        if cfg.pretrain.ema_momentum > 0 else None
+    eval_model = ema.ema_model if ema else model  # validation and samples use the EMA weights
+    evaluator = create_vae_evaluator(
+        eval_model["encoder"], eval_model["generator"], tokenizer=tokenizer,
+        num_classes=num_classes, max_len=cfg.data.max_tokens, device=device, seed=cfg.seed)
+    early_stopping = EarlyStopping(patience=cfg.pretrain.patience or 1,
+                                   score_function=lambda engine: engine.state.metrics["elbo"],
+                                   trainer=trainer)
+
+    stage_dir = paths.stage_dir(STAGE)
+    to_save: dict[str, Any] = {
+        "model": model, "optimizer": optimizer, "trainer": trainer, **schedules,
+        "early_stopping": early_stopping, "rng": RNGStates(),
+        "meta": RunMeta(stage=STAGE, config=cfg, tokenizer=tokenizer,
+                        attributes=data.corpus.attributes),
+    }
+    if ema:
+        to_save["ema_model"] = ema.ema_model
+    best = make_best_checkpointer(to_save, stage_dir, trainer, "elbo", 1.0)
+    checkpointer = make_checkpointer({**to_save, "best_checkpointer": best}, stage_dir, STAGE,
+                                     keep_last=cfg.pretrain.keep_last)
+
+    resumed_from = resume(cfg, tokenizer, stage_dir, {**to_save, "best_checkpointer": best,
+                                                      "checkpointer": checkpointer})
+    if is_finished(trainer, cfg.pretrain.epochs, early_stopping, cfg.pretrain.patience):
+        return summary(paths, trainer, None, stage_dir, finished=True)
+
+    # Order matters: schedules before the step reads them; validation before the epoch-end
+    # checkpoint, so the checkpoint holds the updated best score and early-stopping counter.
+    attach_schedules(trainer, schedules)
+    attach_sampler_epochs(trainer, data.train_loader.batch_sampler)
+    if ema:
+        ema.attach(trainer)
+    attach_nan_stop(trainer)
+    attach_time_limit(trainer, cfg.pretrain.time_limit)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda: evaluator.run(data.valid_loader))
+    evaluator.add_event_handler(Events.COMPLETED, best)
+    if cfg.pretrain.patience:
+        evaluator.add_event_handler(Events.COMPLETED, early_stopping)
+    evaluator.add_event_handler(Events.COMPLETED, log_validation, trainer)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, checkpointer)
+    if cfg.pretrain.checkpoint_every:
+        trainer.add_event_handler(Events.ITERATION_COMPLETED(every=cfg.pretrain.checkpoint_every),
+                                  checkpointer)
+    trainer.add_event_handler(Events.COMPLETED, save_unless_nan, checkpointer)
+    attach_interrupt_checkpoint(trainer, checkpointer)
+    attach_progress(trainer, ["loss", "rec", "kl", "nll"], state_attributes=[KL_WEIGHT,
+                                                                             WORD_DROPOUT],
+                    disable=args.no_progress)
+    tb = attach_tensorboard(trainer, evaluator, paths.tensorboard_dir(STAGE),
+                            output_keys=["loss", "rec", "nll", "kl", "kl_term", "grad_norm"],
+                            state_attributes=[KL_WEIGHT, WORD_DROPOUT],
+                            optimizers={"vae": optimizer}, every=cfg.pretrain.log_every,
+                            per_dim_key="kl_per_dim")
+
+    @evaluator.on(Events.COMPLETED)
+    def _reconstructions(engine: Engine) -> None:
+        rows = [(ref, hyp) for ref, hyp in engine.state.examples]
+        tb.writer.add_text("valid/reconstructions",
+                           markdown_table(["sentence", "greedy reconstruction"], rows),
+                           trainer.state.iteration)
+
+    try:
+        trainer.run(data.train_loader, max_epochs=cfg.pretrain.epochs)
+    finally:
+        tb.close()
+    return summary(paths, trainer, evaluator, stage_dir, finished=False,
+                   resumed_from=resumed_from)
+
+
+def resume(cfg: Any, tokenizer: Any, stage_dir: Path, to_load: dict[str, Any]) -> Path | None:
+    """Restore the newest checkpoint of the stage, if any, after checking it fits this run."""
+    path = latest_checkpoint(stage_dir, STAGE)
+    if path is None:
+        return None
+    state = read_checkpoint(path)
+    check_compatible(state, path, config=cfg, tokenizer_sha256=tokenizer.sha256,
+                     stages=(STAGE,))
+    restore({key: value for key, value in to_load.items() if key != "meta"}, state)
+    log.info("resumed from %s (iteration %d)", path, to_load["trainer"].state.iteration)
+    return path
+
+
+def is_finished(trainer: Engine, epochs: int, early_stopping: EarlyStopping,
+                patience: int) -> bool:
+    state = trainer.state
+    if patience and early_stopping.counter >= patience:
+        log.info("pretraining stopped early at epoch %d (no better validation ELBO for %d "
+                 "validations); nothing to do", state.epoch, patience)
+        return True
+    if state.epoch_length and state.iteration >= epochs * state.epoch_length:
+        log.info("pretraining already finished: %d of %d epochs done; raise "
+                 "--pretrain.epochs to train longer", state.epoch, epochs)
+        return True
+    return False
+
+
+def log_validation(evaluator: Engine, trainer: Engine) -> None:
+    metrics = evaluator.state.metrics
+    shown = ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()
+                      if isinstance(value, (int, float)))
+    log.info("epoch %d validation: %s", trainer.state.epoch, shown)
+
+
+def save_unless_nan(trainer: Engine, checkpointer: Any) -> None:
+    """Final checkpoint at the end of the run (time limit, early stop), never of NaN weights."""
+    if not getattr(trainer.state, "stopped_on_nan", False):
+        checkpointer(trainer)
+
+
+def summary(paths: RunPaths, trainer: Engine, evaluator: Engine | None, stage_dir: Path, *,
+            finished: bool, resumed_from: Path | None = None) -> dict[str, Any]:
+    metrics = dict(evaluator.state.metrics) if evaluator is not None and evaluator.state.metrics \
+        else {}
+    result = {
+        "run_dir": str(paths.root),
+        "epoch": trainer.state.epoch,
+        "iteration": trainer.state.iteration,
+        "already_finished": finished,
+        "resumed_from": str(resumed_from) if resumed_from else None,
+        "stopped_on_nan": bool(getattr(trainer.state, "stopped_on_nan", False)),
+        "metrics": metrics,
+        "last_checkpoint": str(latest_checkpoint(stage_dir, STAGE) or ""),
+        "best_checkpoint": str(best_checkpoint(stage_dir) or ""),
+    }
+    log.info("pretraining: epoch %d, iteration %d; run folder %s", result["epoch"],
+             result["iteration"], paths.root)
+    return result
+
+
+if __name__ == "__main__":
+    run_main(main)
