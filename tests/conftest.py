@@ -28,10 +28,12 @@ def _hf_cache_in_tmp(tmp_path, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def _synthetic_corpora_in_tmp(tmp_path_factory, monkeypatch):
+def _synthetic_corpora_in_tmp(request, tmp_path_factory, monkeypatch):
     """Generated synthetic corpora go to one folder per test session, never into the repo."""
     import textgan.corpora.synthetic as synthetic
 
+    if request.node.get_closest_marker("real_synthetic_root"):
+        return
     root = tmp_path_factory.getbasetemp() / "synthetic-corpora"
     monkeypatch.setattr(synthetic, "default_root", lambda: root)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 
 import pytest
@@ -144,3 +146,55 @@ def test_nan_stops_training_without_overwriting_the_good_checkpoint(tmp_path,
     assert result["stopped_on_nan"]
     assert "became nan" in caplog.text
     assert latest_checkpoint(tmp_path / "run" / "pretrain", "pretrain") == good
+
+
+def test_a_small_model_overfits_the_tiny_corpus_exactly(tmp_path):
+    """Every training sentence of corpora/tiny comes back exactly from greedy reconstruction."""
+    from textgan.corpora.sources import TINY_DIR
+    from textgan.sampling import load_for_inference, reconstruct
+
+    run_dir = tmp_path / "tiny"
+    pretrain.main(["--preset", "tiny", "--no-progress", "--run-dir", str(run_dir),
+                   "--data.source=tiny", "--data.batch_size=16", "--tokenizer.vocab_size=120",
+                   "--model.embedding_dim=48", "--model.hidden_dim=96", "--model.z_dim=16",
+                   "--pretrain.epochs=200", "--pretrain.lr=0.005", "--pretrain.kl_max=0.05",
+                   "--pretrain.kl_ramp_steps=100", "--pretrain.samples_per_style=0"])
+    model = load_for_inference(run_dir / "pretrain" / "pretrain_checkpoint_200.pt")
+    lines = (TINY_DIR / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    sentences = [json.loads(line)["text"] for line in lines]
+    assert len(sentences) == 16
+    assert reconstruct(model, sentences) == sentences
+
+
+def test_sampling_works_on_a_real_pretrain_run(tmp_path, capsys):
+    import textgan.sample as sample
+    from textgan.sampling import print_sampled_sentence
+
+    run(tmp_path / "run", "--pretrain.ema_momentum=0.01")
+    state, _ = model_state(tmp_path / "run")
+    full = read_checkpoint(latest_checkpoint(tmp_path / "run" / "pretrain", "pretrain"))
+    assert "ema_model" in full  # the EMA weights travel with the checkpoint
+
+    printed = print_sampled_sentence(tmp_path / "run", "sentiment=positive,tense=past", n=3,
+                                     seed=1)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 3 and len(lines) == 3
+    assert all(line.startswith("[sentiment=positive, tense=past] ") for line in lines)
+
+    result = sample.main(["--run-dir", str(tmp_path / "run"), "--n", "2", "--seed", "0"])
+    assert len(result["samples"]) == 2 * 4  # two per style combination
+    assert result["weights"] == "ema_model"
+    result = sample.main(["--run-dir", str(tmp_path / "run"),
+                          "--reconstruct", "the pasta was great ."])
+    assert len(result["reconstructions"]) == 1
+
+
+def test_early_stopping_ends_the_stage_and_a_rerun_says_so(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="textgan")
+    # a learning rate of ~0 makes the validation ELBO flat, so patience 1 stops at epoch 2
+    first = run(tmp_path / "run", "--pretrain.epochs=6", "--pretrain.patience=1",
+                "--pretrain.lr=1e-12")
+    assert first["epoch"] == 2
+    again = run(tmp_path / "run", "--pretrain.epochs=6", "--pretrain.patience=1",
+                "--pretrain.lr=1e-12")
+    assert again["already_finished"] and "stopped early" in caplog.text

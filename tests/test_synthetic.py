@@ -254,6 +254,7 @@ def test_ensure_corpus_regenerates_an_incomplete_or_stale_corpus(tmp_path, textg
     assert any("another version of the grammar" in r.getMessage() for r in textgan_logs.records)
 
 
+@pytest.mark.real_synthetic_root
 def test_default_root_is_the_git_ignored_folder_in_a_checkout():
     repo = Path(__file__).resolve().parents[1]
     assert synthetic.default_root() == repo / "corpora" / "synthetic" / "generated"

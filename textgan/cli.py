@@ -104,7 +104,6 @@ def setup_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger("textgan")
     root.handlers[:] = [handler]
     root.setLevel(level)
-    root.propagate = False
 
 
 def run_main(main: Callable[[Sequence[str] | None], Any]) -> None:

@@ -42,7 +42,7 @@ from textgan.checkpoint import (
     restore,
 )
 from textgan.cli import config_parser, parse_config_args, resolve_run_config, run_main
-from textgan.config import save_config
+from textgan.config import config_to_dict, save_config
 from textgan.engines import create_pretrain_trainer
 from textgan.handlers import (
     attach_interrupt_checkpoint,
@@ -56,6 +56,7 @@ from textgan.handlers import (
 from textgan.models import build_vae, code_dim, vae_parameters
 from textgan.optim import build_optimizer
 from textgan.prepare import prepare_data
+from textgan.sampling import LoadedModel, sample_by_style, style_label
 from textgan.schedules import KL_WEIGHT, WORD_DROPOUT, attach_schedules, make_pretrain_schedules
 from textgan.validation import create_vae_evaluator
 
@@ -117,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     early_stopping = EarlyStopping(patience=cfg.pretrain.patience or 1,
                                    score_function=lambda engine: engine.state.metrics["elbo"],
                                    trainer=trainer)
+    # ignite gives the handler a logger with its own stderr handler; ours formats and routes it
+    early_stopping.logger = log
 
     stage_dir = paths.stage_dir(STAGE)
     to_save: dict[str, Any] = {
@@ -164,15 +167,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                             optimizers={"vae": optimizer}, every=cfg.pretrain.log_every,
                             per_dim_key="kl_per_dim")
 
+    live = LoadedModel(config=cfg, tokenizer=tokenizer, attributes=data.corpus.attributes,
+                       encoder=eval_model["encoder"], generator=eval_model["generator"],
+                       stage=STAGE, checkpoint=None, device=device)
+
     @evaluator.on(Events.COMPLETED)
-    def _reconstructions(engine: Engine) -> None:
-        rows = [(ref, hyp) for ref, hyp in engine.state.examples]
+    def _text_samples(engine: Engine) -> None:
+        step = trainer.state.iteration
         tb.writer.add_text("valid/reconstructions",
-                           markdown_table(["sentence", "greedy reconstruction"], rows),
-                           trainer.state.iteration)
+                           markdown_table(["sentence", "greedy reconstruction"],
+                                          engine.state.examples), step)
+        if cfg.pretrain.samples_per_style:
+            sentences = sample_by_style(live, cfg.pretrain.samples_per_style, seed=cfg.seed)
+            tb.writer.add_text("samples", markdown_table(
+                ["style", "sentence"], [(style_label(s.style), s.text) for s in sentences]), step)
 
     try:
         trainer.run(data.train_loader, max_epochs=cfg.pretrain.epochs)
+        write_hparams(tb, cfg, evaluator.state.metrics if evaluator.state else {})
     finally:
         tb.close()
     return summary(paths, trainer, evaluator, stage_dir, finished=False,
@@ -217,6 +229,17 @@ def save_unless_nan(trainer: Engine, checkpointer: Any) -> None:
     """Final checkpoint at the end of the run (time limit, early stop), never of NaN weights."""
     if not getattr(trainer.state, "stopped_on_nan", False):
         checkpointer(trainer)
+
+
+def write_hparams(tb: Any, cfg: Any, metrics: dict[str, Any]) -> None:
+    """The run's config and final validation scalars in TensorBoard's HPARAMS tab."""
+    hparams = {f"{section}.{key}": value if isinstance(value, (int, float, str, bool)) else str(value)
+               for section, values in config_to_dict(cfg).items() if isinstance(values, dict)
+               for key, value in values.items()}
+    hparams["seed"] = cfg.seed
+    scalars = {f"hparam/{name}": value for name, value in metrics.items()
+               if isinstance(value, (int, float))}
+    tb.writer.add_hparams(hparams, scalars, run_name=".")
 
 
 def summary(paths: RunPaths, trainer: Engine, evaluator: Engine | None, stage_dir: Path, *,
