@@ -211,6 +211,87 @@ class PretrainConfig:
 
 
 @dataclass
+class DiscriminatorConfig:
+    """The attribute classifier D (one head per attribute) of the adversarial stage."""
+
+    kind: str = setting("cnn", "cnn (Kim 2014) or gru", choices=("cnn", "gru"))
+    embedding_dim: int = setting(128, "D's own word embedding size", gt=0)
+    filter_widths: list[int] = setting([3, 4, 5], "cnn: convolution widths in tokens")
+    filters: int = setting(100, "cnn: filters per width", gt=0)
+    hidden_dim: int = setting(128, "gru: hidden size", gt=0)
+    dropout: float = setting(0.5, "dropout before the heads", ge=0.0, le=0.9)
+
+    def check(self) -> None:
+        if not self.filter_widths or min(self.filter_widths) < 1:
+            raise ConfigError("discriminator.filter_widths must be positive widths, got "
+                              f"{self.filter_widths}")
+
+
+@dataclass
+class TrainConfig:
+    """The adversarial stage: discriminator warm-up, then wake-sleep rounds (Hu et al. 2017)."""
+
+    epochs: int = setting(10, "training epochs (raise it to extend a finished run)", gt=0,
+                          runtime=True)
+    d_warmup_steps: int = setting(
+        200, "iterations training only D on labelled sentences before the wake-sleep rounds",
+        ge=0)
+    lambda_c: float = setting(0.1, "weight of G's attribute loss -log q_D(c|G(z,c))", ge=0.0)
+    lambda_z: float = setting(0.1, "weight of G's independence loss -log q_E(z|G(z,c))", ge=0.0)
+    lambda_u: float = setting(0.1, "weight of D's loss on generated sentences", ge=0.0)
+    entropy_weight: float = setting(
+        0.1, "beta: weight of D's minimum-entropy term on generated sentences (0 = off; it "
+             "assumes exactly one true class per attribute)", ge=0.0)
+    kl_weight: float = setting(1.0, "beta of the VAE loss in this stage", ge=0.0)
+    free_bits: float = setting(0.0, "per-dimension KL floor in nats (0 = off)", ge=0.0)
+    word_dropout: float = setting(0.0, "share of generator inputs replaced by <unk>", ge=0.0,
+                                  le=1.0)
+    optimizer: str = setting("adam", "adam, adamw or orthograd (for D, G and E alike)",
+                             choices=("adam", "adamw", "orthograd"))
+    lr: float = setting(1e-3, "learning rate of G and E", gt=0.0)
+    d_lr: float = setting(1e-3, "learning rate of D", gt=0.0)
+    weight_decay: float = setting(0.0, "weight decay (decoupled for adamw)", ge=0.0)
+    grad_clip: float = setting(5.0, "clip each network's gradient norm to this (0 = off)", ge=0.0)
+    relaxation: str = setting(
+        "softmax", "soft generated sentence: softmax at temperature tau (Hu et al.), gumbel "
+                   "(Gumbel-softmax), st_gumbel (straight-through, hard after hard_after_steps), "
+                   "reinmax (Liu et al. 2023)",
+        choices=("softmax", "gumbel", "st_gumbel", "reinmax"))
+    hard_after_steps: int = setting(
+        0, "st_gumbel: soft (plain Gumbel-softmax) for this many wake-sleep steps, then "
+           "straight-through hard samples", ge=0)
+    tau_schedule: str = setting("exponential", "temperature annealing toward tau_min",
+                                choices=("exponential", "linear", "tanh", "constant"))
+    tau_start: float = setting(1.0, "temperature at the first wake-sleep step", gt=0.0)
+    tau_min: float = setting(
+        0.1, "temperature floor (never 0: a near-zero tau makes the softmax an argmax and the "
+             "gradients vanish)", gt=0.0)
+    tau_steps: int = setting(2000, "wake-sleep steps to reach (about) tau_min", ge=1)
+    class_weights: str = setting(
+        "none", "weight D's supervised loss per class: none, inverse (frequency) or log",
+        choices=("none", "inverse", "log"))
+    keep_last: int = setting(2, "checkpoints kept", ge=1, runtime=True)
+    checkpoint_every: int = setting(
+        500, "also checkpoint every this many iterations (0 = at epoch ends only)", ge=0,
+        runtime=True)
+    log_every: int = setting(20, "TensorBoard scalars every this many iterations", ge=1,
+                             runtime=True)
+    samples_per_style: int = setting(
+        3, "sentences sampled per style value for TensorBoard each epoch", ge=0, runtime=True)
+    transfer_examples: int = setting(
+        4, "validation sentences whose style transfers are shown in TensorBoard", ge=0,
+        runtime=True)
+    time_limit: float = setting(
+        0.0, "stop (with a checkpoint) after this many seconds; rerun to resume (0 = none)",
+        ge=0.0, runtime=True)
+
+    def check(self) -> None:
+        if self.tau_min > self.tau_start:
+            raise ConfigError(f"train.tau_min ({self.tau_min}) is above train.tau_start "
+                              f"({self.tau_start})")
+
+
+@dataclass
 class Config:
     """The whole configuration of a run; saved as config.toml in the run folder."""
 
@@ -219,6 +300,8 @@ class Config:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 # --------------------------------------------------------------------------- resolution
