@@ -56,7 +56,7 @@ from textgan.errors import CheckpointError, SamplingError, TokenizerError
 from textgan.models import (Encoder, Generator, build_vae, code_dim, fill_missing, one_hot_code)
 from textgan.models.generator import check_decoding
 from textgan.tokenizer import Tokenizer
-from textgan.validation import eval_mode
+from textgan.models.modes import eval_mode
 
 log = logging.getLogger(__name__)
 

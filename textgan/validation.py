@@ -44,19 +44,18 @@ and interrupts alike; the cost is a walk over a dozen submodules per batch.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
 from ignite.engine import Engine, Events
-from torch import nn
 
 from textgan.losses import reconstruction_loss
 from textgan.metrics import (ELBO, ActiveUnits, CorpusBLEU, EOSRate, KLPerDim, MutualInformation,
                              ReconstructionNLL, TokenAccuracy, perplexity_of, total_kl_of)
 from textgan.models import Encoder, Generator, code_dim, fill_missing, one_hot_code, sample_code
 from textgan.models.encoder import reparameterize
+from textgan.models.modes import eval_mode
 
 logger = logging.getLogger(__name__)
 
@@ -75,23 +74,6 @@ class TextDecoder(Protocol):
     def decode(self, ids: Any) -> list[str]:
         """(B, T) ids -> B texts, each cut at its first EOS, without PAD/BOS/EOS."""
         ...
-
-
-@contextmanager
-def eval_mode(*modules: nn.Module) -> Iterator[None]:
-    """Every submodule of `modules` in eval mode inside the block, its own previous mode after.
-
-    Per submodule, not just the top: a caller that keeps some part in eval on purpose (a frozen
-    embedding with dropout, say) gets exactly that back.
-    """
-    saved = [(m, m.training) for module in modules for m in module.modules()]
-    try:
-        for module in modules:
-            module.eval()
-        yield
-    finally:
-        for m, mode in saved:
-            m.training = mode
 
 
 def create_vae_evaluator(encoder: Encoder, generator: Generator, *, tokenizer: TextDecoder,
