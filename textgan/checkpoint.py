@@ -29,7 +29,13 @@ import torch
 from ignite.engine import Engine
 from ignite.handlers import Checkpoint, DiskSaver
 
-from textgan.config import Config, config_differences, config_to_dict, runtime_keys
+from textgan.config import (
+    STAGE_SECTIONS,
+    Config,
+    config_differences,
+    config_to_dict,
+    runtime_keys,
+)
 from textgan.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -161,7 +167,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def check_compatible(state: Mapping[str, Any], path: Path, *, config: Config | None = None,
                      tokenizer_sha256: str | None = None,
                      stages: tuple[str, ...] = ()) -> None:
-    """Refuse a checkpoint from another stage, tokenizer or config, naming the difference."""
+    """Refuse a checkpoint from another stage, tokenizer or config, naming the difference.
+
+    The config is compared on the sections the checkpoint's stage is built from
+    (STAGE_SECTIONS), runtime keys aside.
+    """
     meta = state["meta"]
     if stages and meta["stage"] not in stages:
         raise CheckpointError(f"{path} is a '{meta['stage']}' checkpoint; expected "
@@ -172,7 +182,8 @@ def check_compatible(state: Mapping[str, Any], path: Path, *, config: Config | N
             f"... vs {tokenizer_sha256[:12]}... here); use the run folder it came from")
     if config is not None:
         differences = config_differences(meta["config"], config_to_dict(config),
-                                         ignore=runtime_keys())
+                                         ignore=runtime_keys(),
+                                         sections=STAGE_SECTIONS.get(meta["stage"]))
         if differences:
             raise CheckpointError(
                 f"{path} was trained with a different config:\n  " + "\n  ".join(differences)

@@ -68,13 +68,14 @@ def parse_config_args(parser: argparse.ArgumentParser,
     return args, overrides
 
 
-def resolve_run_config(args: argparse.Namespace, overrides: Sequence[str],
-                       saved_path: Path) -> tuple[Config, bool]:
+def resolve_run_config(args: argparse.Namespace, overrides: Sequence[str], saved_path: Path,
+                       sections: Sequence[str] | None = None) -> tuple[Config, bool]:
     """The config of a run; (config, resumed). A run folder's saved config is the base.
 
     Without a saved config: preset -> --config -> overrides. With one, the saved config plus the
     overrides, or the explicitly given preset/--config; either way only runtime keys (epochs,
-    time limits, caches) may differ from what the folder was created with.
+    time limits, caches) may differ from what the folder was created with, within `sections`
+    (the sections the calling stage is built from; None = all).
     """
     if not saved_path.is_file():
         return load_config(args.preset or "default", args.config, overrides), False
@@ -87,7 +88,7 @@ def resolve_run_config(args: argparse.Namespace, overrides: Sequence[str],
             apply_override(candidate, item)
         validate(candidate)
     differences = config_differences(config_to_dict(saved), config_to_dict(candidate),
-                                     ignore=runtime_keys())
+                                     ignore=runtime_keys(), sections=sections)
     if differences:
         raise ConfigError(
             f"the run folder {saved_path.parent} was created with another config:\n  "

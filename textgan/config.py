@@ -555,9 +555,23 @@ def runtime_keys(cfg: Config | None = None) -> set[str]:
     return keys
 
 
+# The sections each stage is built from: a stage's checkpoint must agree with the current config
+# on these (runtime keys aside). Pretraining does not depend on the adversarial stage's sections,
+# which `python -m textgan.train` may still set after pretraining.
+STAGE_SECTIONS = {
+    "pretrain": ("seed", "data", "tokenizer", "model", "pretrain"),
+    "train": ("seed", "data", "tokenizer", "model", "pretrain", "discriminator", "train"),
+}
+
+
 def config_differences(saved: dict[str, Any], current: dict[str, Any],
-                       ignore: typing.Collection[str] = ()) -> list[str]:
-    """Readable 'key: saved -> current' lines for every differing dotted key."""
+                       ignore: typing.Collection[str] = (),
+                       sections: typing.Collection[str] | None = None) -> list[str]:
+    """Readable 'key: saved -> current' lines for every differing dotted key.
+
+    `sections` limits the comparison to those sections (top-level names such as "seed" count
+    as their own section); None compares everything.
+    """
     def flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in values.items():
@@ -570,7 +584,8 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any],
     old, new = flat(saved), flat(current)
     return [f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}"
             for key in sorted(set(old) | set(new))
-            if key not in ignore and old.get(key) != new.get(key)]
+            if key not in ignore and old.get(key) != new.get(key)
+            and (sections is None or key.split(".")[0] in sections)]
 
 
 def describe(cfg: Config) -> str:

@@ -7,8 +7,11 @@ engines decide how terms are weighted and what is logged. Sections:
 - KL to the prior: closed form per dimension (`gaussian_kl`) and free bits (`free_bits_kl`);
 - KL decomposition (beta-TCVAE) and VAE health: `kl_decomposition`, `decomposed_kl_loss`,
   `mutual_information`, `active_units`;
-- (the adversarial stage adds its terms here: discriminator entropy, attribute and
-  independence losses.)
+- adversarial stage: D's attribute loss over known labels (`attribute_loss`, optional class
+  weights from `class_weights` / `class_weights_from_labels`), the minimum-entropy term
+  (`prediction_entropy`), the independence loss -log q_E(z|x_hat) (`independence_loss`), and
+  the monitors `attribute_accuracy` and `code_usage`. Attribute terms are summed over
+  attributes (Hu et al. 2017).
 
 Conventions: `B` sentences, `T` time steps, `V` vocabulary, `Z` latent dimensions. Every loss is
 computed in fp32 (or fp64 when given fp64) whatever the dtype of the network outputs, because
@@ -28,6 +31,7 @@ gives perplexity); `RecLoss` carries both.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -224,6 +228,324 @@ def active_units(means: Tensor, threshold: float = 0.01) -> int:
         raise ValueError("active_units needs the posterior means of at least 2 sentences")
     variance = _at_least_fp32(means).var(dim=0, correction=1)  # (Z,)
     return int((variance > threshold).sum().item())
+
+
+# --------------------------------------------------------------------------- adversarial stage
+#
+# The discriminator D has one head per attribute, so its output is a list of logits
+# [(B, K_0), (B, K_1), ...]; labels are (B, A) class indices with -1 where unknown. Every term
+# is a mean over sentences for each attribute and a SUM over attributes, as in Hu et al. 2017
+# (one cross-entropy per structured code block, added): each attribute then pulls with the
+# same weight whether the corpus has one attribute or three, and lambda_c / lambda_u / beta mean
+# the same per attribute. (A mean over attributes would silently halve every lambda when a second
+# attribute is added.)
+
+# Same value as textgan.corpora.corpus.MISSING_LABEL (a test checks it). Not imported: that module
+# imports `datasets`, and this one stays a leaf of pure tensor functions.
+_MISSING_LABEL = -1
+
+CLASS_WEIGHT_KINDS = ("none", "inverse", "log")
+
+
+class AttrLoss(NamedTuple):
+    """An attribute loss, summed over attributes, with its per-attribute parts."""
+
+    total: Tensor          # () fp32: sum_a per_attribute[a] -- goes into the loss
+    per_attribute: Tensor  # (A,) fp32: (weighted) mean CE over the counted sentences; 0 if none
+    counted: Tensor        # (A,) int64: sentences whose label counted, per attribute
+
+
+class AttrAccuracy(NamedTuple):
+    """Argmax accuracy counts per attribute (sum them over batches, then divide)."""
+
+    correct: Tensor  # (A,) int64: counted sentences whose argmax is the label
+    counted: Tensor  # (A,) int64: sentences with a known label
+
+
+def _check_heads(logits: Sequence[Tensor], batch: int | None = None) -> None:
+    for index, head in enumerate(logits):
+        if head.dim() != 2:
+            raise ValueError(f"logits of attribute {index} must be (B, K), "
+                             f"got {tuple(head.shape)}")
+        if batch is not None and head.shape[0] != batch:
+            raise ValueError(f"logits of attribute {index} have {head.shape[0]} rows, the "
+                             f"labels {batch}")
+
+
+def _known_labels(logits: Sequence[Tensor], labels: Tensor,
+                  label_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Which labels count, and labels safe to index with: ((B, A) bool, (B, A) int64).
+
+    A label counts where `label_mask` is True, or, without a mask, where it is not -1. The safe
+    labels hold 0 where a label does not count, so that gather/cross-entropy never index with -1
+    (which would wrap to the last class, or raise); those rows are then weighted 0. A counted
+    label outside [0, K_a) -- a -1 the mask calls known, or a class the head lacks -- is a
+    bookkeeping bug upstream and raises here, rather than as a CUDA device-side assert.
+    """
+    if labels.dim() != 2 or labels.shape[1] != len(logits):
+        raise ValueError(f"labels must be (B, {len(logits)}) for {len(logits)} discriminator "
+                         f"heads, got {tuple(labels.shape)}")
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integer class indices, got {labels.dtype}")
+    _check_heads(logits, labels.shape[0])
+    labels = labels.long()
+    if label_mask is None:
+        known = labels != _MISSING_LABEL  # (B, A)
+    else:
+        if label_mask.shape != labels.shape:
+            raise ValueError(f"labels {tuple(labels.shape)} and label_mask "
+                             f"{tuple(label_mask.shape)} differ in shape")
+        known = label_mask.to(device=labels.device, dtype=torch.bool)  # (B, A)
+    limits = torch.tensor([head.shape[1] for head in logits], device=labels.device)  # (A,)
+    # One host sync per call, the price of a clear error (same trade as one_hot_code).
+    if bool((known & ((labels < 0) | (labels >= limits))).any()):
+        bad = (known & ((labels < 0) | (labels >= limits))).nonzero()[0].tolist()
+        raise ValueError(
+            f"label {labels[bad[0], bad[1]].item()} of sentence {bad[0]}, attribute {bad[1]} "
+            f"counts as known but is not a class of that head ({limits[bad[1]].item()} "
+            "classes); a missing label (-1) must have label_mask False")
+    safe = labels.masked_fill(~known, 0)  # (B, A): any valid index; these rows weigh 0
+    return known, safe
+
+
+def attribute_loss(logits: Sequence[Tensor], labels: Tensor, label_mask: Tensor | None = None,
+                   class_weights: Sequence[Tensor | None] | None = None) -> AttrLoss:
+    """Cross-entropy of the discriminator heads against the known labels, summed over attributes.
+
+    logits: A tensors (B, K_a); labels (B, A) int64, -1 where missing; label_mask (B, A) bool
+    (None: known = labels != -1); class_weights: per attribute a (K_a,) tensor or None.
+
+        per_attribute[a] = sum_b m_ba w_a[y_ba] CE_ba / sum_b m_ba w_a[y_ba]     (0 if no m_ba)
+        total            = sum_a per_attribute[a]
+
+    with m_ba = 1 where the label counts and w_a = 1 without weights: the mean over the known
+    labels, or the weighted mean of F.cross_entropy(weight=w_a, ignore_index=-1). An attribute
+    with no known label in the batch gives 0, counted 0 and no gradient (not 0/0 = NaN). Rows
+    whose label does not count leave the value untouched (even with inf logits) and get exactly
+    zero gradient when their logits are finite.
+
+    Serves L_s (real labelled sentences), L_u (generated sentences against the code they were
+    drawn with: all known) and L_attr_c = -log q_D(c | G_tau(z, c)) (G through D on the soft
+    sentence). Which network the gradient may reach is the caller's business (detach / which
+    optimizer steps).
+    """
+    known, safe = _known_labels(logits, labels, label_mask)
+    if class_weights is not None and len(class_weights) != len(logits):
+        raise ValueError(f"class_weights has {len(class_weights)} entries for "
+                         f"{len(logits)} attributes")
+    if not logits:  # an unlabelled corpus: no heads, nothing to learn
+        zero = torch.zeros((), device=labels.device)
+        return AttrLoss(total=zero, per_attribute=torch.zeros(0, device=labels.device),
+                        counted=torch.zeros(0, dtype=torch.long, device=labels.device))
+    parts = []
+    for a, head in enumerate(logits):
+        head = _at_least_fp32(head)  # (B, K)
+        target = safe[:, a].to(head.device)  # (B,)
+        mask = known[:, a].to(head.device)  # (B,)
+        ce = F.cross_entropy(head, target, reduction="none")  # (B,)
+        weight = mask.to(head.dtype)  # (B,)
+        if class_weights is not None and class_weights[a] is not None:
+            w = class_weights[a].to(device=head.device, dtype=head.dtype)
+            if w.shape != (head.shape[1],):
+                raise ValueError(f"class weights of attribute {a} have shape {tuple(w.shape)}, "
+                                 f"the head has {head.shape[1]} classes")
+            weight = weight * w[target]  # (B,)
+        # where(), not multiplication, zeroes the ignored rows: the CE of an overflowed row is
+        # NaN and 0 * NaN is NaN. Their gradient is then exactly 0 (where's backward sends
+        # nothing to the other branch).
+        numerator = torch.where(mask, ce * weight, torch.zeros_like(ce)).sum()
+        denominator = weight.sum()
+        # clamp keeps the untaken branch finite (0/0 would be NaN even unselected, and NaN
+        # leaks through where's backward as 0 * NaN).
+        parts.append(torch.where(denominator > 0,
+                                 numerator / denominator.clamp(min=torch.finfo(head.dtype).tiny),
+                                 torch.zeros_like(numerator)))
+    per_attribute = torch.stack([p.to(parts[0].device) for p in parts])  # (A,)
+    return AttrLoss(total=per_attribute.sum(), per_attribute=per_attribute,
+                    counted=known.sum(dim=0))
+
+
+def soft_attribute_loss(logits: Sequence[Tensor], target_probs: Sequence[Tensor]) -> AttrLoss:
+    """Cross-entropy to soft targets, for a generator fed a soft code (e.g. D's own guess).
+
+        per_attribute[a] = mean_b [ -sum_k p_bak log softmax(logits_a)_bk ],  total = sum_a
+
+    With one-hot targets it equals `attribute_loss` with every label known. The targets are
+    used as given (not detached here); rows of a target need not be normalised, but a code is.
+    """
+    if len(target_probs) != len(logits):
+        raise ValueError(f"{len(target_probs)} target blocks for {len(logits)} attributes")
+    _check_heads(logits)
+    parts, counted = [], []
+    for a, (head, target) in enumerate(zip(logits, target_probs)):
+        if target.shape != head.shape:
+            raise ValueError(f"targets of attribute {a} have shape {tuple(target.shape)}, the "
+                             f"logits {tuple(head.shape)}")
+        head = _at_least_fp32(head)  # (B, K)
+        target = target.to(device=head.device, dtype=head.dtype)  # (B, K)
+        parts.append(-(target * F.log_softmax(head, dim=-1)).sum(dim=-1).mean())
+        counted.append(head.shape[0])
+    if not parts:
+        return AttrLoss(total=torch.zeros(()), per_attribute=torch.zeros(0),
+                        counted=torch.zeros(0, dtype=torch.long))
+    per_attribute = torch.stack(parts)  # (A,)
+    return AttrLoss(total=per_attribute.sum(), per_attribute=per_attribute,
+                    counted=torch.tensor(counted, device=per_attribute.device))
+
+
+def prediction_entropy(logits: Sequence[Tensor]) -> Tensor:
+    """() Entropy of D's predictions, mean over sentences, summed over attributes (nats).
+
+        H = sum_a mean_b [ -sum_k p_bak log p_bak ],   p_ba = softmax(logits_a)_b
+
+    Computed as -(softmax * log_softmax) rather than log(softmax): a probability that underflows
+    to 0 then contributes 0 * (large finite) = 0, not 0 * -inf = NaN. Hu et al.'s minimum-entropy
+    term: D minimises it on generated sentences so that it commits to one class per attribute.
+    This is NOT the cross-entropy to the uniform distribution, which has the opposite sign of
+    effect (it is smallest for uniform predictions). 0 <= H <= sum_a log K_a.
+    """
+    _check_heads(logits)
+    parts = []
+    for head in logits:
+        head = _at_least_fp32(head)  # (B, K)
+        log_p = F.log_softmax(head, dim=-1)  # (B, K)
+        parts.append(-(log_p.exp() * log_p).sum(dim=-1).mean())
+    if not parts:
+        return torch.zeros(())
+    return torch.stack(parts).sum()
+
+
+def independence_loss(mean: Tensor, logvar: Tensor, z: Tensor) -> Tensor:
+    """() -log q_E(z | x_hat): the encoder must recover z from the sentence generated with it.
+
+        L_attr_z = mean_b 0.5 * sum_d [ log 2 pi + logvar_bd + (z_bd - mean_bd)^2 / exp(logvar_bd) ]
+
+    mean, logvar (B, Z): the encoder's posterior of the generated (soft) sentence G_tau(z, c);
+    z (B, Z): the latent that sentence was generated from, the target. The caller detaches z
+    (Hu et al. train G with this term: the target must not move toward the encoder's guess).
+    The full Gaussian NLL, not just the squared error: with a learnt variance the log-variance
+    term is what stops the encoder from buying a small loss with a huge variance.
+    """
+    if not (mean.shape == logvar.shape == z.shape) or mean.dim() != 2:
+        raise ValueError(f"mean {tuple(mean.shape)}, logvar {tuple(logvar.shape)} and z "
+                         f"{tuple(z.shape)} must all be (B, Z)")
+    mean, logvar, z = _at_least_fp32(mean), _at_least_fp32(logvar), _at_least_fp32(z)
+    return -gaussian_log_density(z, mean, logvar).sum(dim=1).mean()
+
+
+def class_weights(counts: Sequence[int], kind: str) -> Tensor | None:
+    """(K,) fp32 per-class weights for D's supervised loss from the class counts of a split.
+
+    - "none": None (unweighted).
+    - "inverse": w_k = N / (K * n_k), N = sum_k n_k (sklearn's "balanced"): each class then
+      carries the same total weight, and the average weight per *example* is 1.
+    - "log": w_k = 1 + log(max_j n_j / n_k): the most frequent class keeps weight 1, and a class
+      r times rarer gets 1 + log r instead of r -- a gentler correction when the imbalance is so
+      large that inverse weights would let a handful of rare examples dominate the gradient.
+
+    `attribute_loss` divides by the summed weights, so only their ratios change the loss; the
+    normalisations above only make the numbers readable. Counts [90, 10] give inverse
+    [0.5556, 5.0] and log [1.0, 1 + log 9 = 3.1972]. A class with no example has no finite
+    weight: ValueError (the caller reports it as a configuration error).
+    """
+    if kind not in CLASS_WEIGHT_KINDS:
+        raise ValueError(f"class weights kind must be one of {CLASS_WEIGHT_KINDS}, got {kind!r}")
+    if kind == "none":
+        return None
+    n = [int(c) for c in counts]
+    if not n:
+        raise ValueError("class weights need the counts of at least one class")
+    for k, c in enumerate(n):
+        if c < 0:
+            raise ValueError(f"class {k} has a negative count ({c})")
+        if c == 0:
+            raise ValueError(f"class {k} has no labelled example, so '{kind}' class weights "
+                             "are undefined for it; label some, or use class weights 'none'")
+    # float64 for the arithmetic (counts can be large), fp32 out like every other loss input.
+    counts_t = torch.tensor(n, dtype=torch.float64)  # (K,)
+    if kind == "inverse":
+        weights = counts_t.sum() / (len(n) * counts_t)
+    else:
+        weights = 1.0 + torch.log(counts_t.max() / counts_t)
+    return weights.float()
+
+
+def label_counts(labels: Tensor, num_classes: Sequence[int]) -> list[list[int]]:
+    """Per attribute, the count of each class in labels (N, A), ignoring missing labels (-1)."""
+    if labels.dim() != 2 or labels.shape[1] != len(num_classes):
+        raise ValueError(f"labels must be (N, {len(num_classes)}), got {tuple(labels.shape)}")
+    counts = []
+    for a, k in enumerate(num_classes):
+        column = labels[:, a].long()  # (N,)
+        column = column[column != _MISSING_LABEL]
+        if column.numel() and (int(column.min()) < 0 or int(column.max()) >= int(k)):
+            raise ValueError(f"attribute {a} has a label outside [0, {int(k)}) other than -1")
+        counts.append(torch.bincount(column.cpu(), minlength=int(k)).tolist())
+    return counts
+
+
+def class_weights_from_labels(labels: Tensor | Sequence[Sequence[int]],
+                              num_classes: Sequence[int], kind: str) -> list[Tensor | None]:
+    """`class_weights` for every attribute, from a labelled split.
+
+    labels: a (N, A) tensor of class indices with -1 where missing (counted by `label_counts`),
+    or already the per-attribute count lists [[n_00, n_01, ...], ...]. A ValueError names the
+    attribute whose class has no example.
+    """
+    if isinstance(labels, Tensor):
+        counts = label_counts(labels, num_classes)
+    else:
+        counts = [list(c) for c in labels]
+        if len(counts) != len(num_classes):
+            raise ValueError(f"{len(counts)} count lists for {len(num_classes)} attributes")
+        for a, (c, k) in enumerate(zip(counts, num_classes)):
+            if len(c) != int(k):
+                raise ValueError(f"attribute {a} has {int(k)} classes but {len(c)} counts")
+    weights = []
+    for a, c in enumerate(counts):
+        try:
+            weights.append(class_weights(c, kind))
+        except ValueError as err:
+            raise ValueError(f"attribute {a}: {err}") from err
+    return weights
+
+
+def attribute_accuracy(logits: Sequence[Tensor], labels: Tensor,
+                       label_mask: Tensor | None = None) -> AttrAccuracy:
+    """Argmax of each head against the known labels: (correct (A,), counted (A,)) int64.
+
+    Counts, not a ratio, so that batches sum exactly; the metric divides at the end.
+    """
+    known, safe = _known_labels(logits, labels, label_mask)
+    correct = []
+    for a, head in enumerate(logits):
+        hit = head.argmax(dim=-1).to(labels.device) == safe[:, a]  # (B,)
+        correct.append((hit & known[:, a]).sum())
+    correct_t = (torch.stack(correct) if correct
+                 else torch.zeros(0, dtype=torch.long, device=labels.device))  # (A,)
+    return AttrAccuracy(correct=correct_t, counted=known.sum(dim=0))
+
+
+def code_usage(logits: Sequence[Tensor], *, hard: bool = False) -> list[Tensor]:
+    """Per attribute, the distribution of D's predicted class over a batch: [(K_a,) fp32].
+
+    hard=False: the mean predicted distribution mean_b softmax(logits_a)_b; hard=True: the share
+    of sentences whose argmax is each class. Each sums to 1. A monitor for the codes D reads in
+    generated samples (one class taking everything is the symptom of G ignoring c, or of D
+    collapsing), so the result is detached.
+    """
+    _check_heads(logits)
+    usage = []
+    for a, head in enumerate(logits):
+        if head.shape[0] == 0:
+            raise ValueError(f"code usage of attribute {a} over an empty batch is undefined")
+        head = _at_least_fp32(head.detach())  # (B, K)
+        if hard:
+            histogram = torch.bincount(head.argmax(dim=-1), minlength=head.shape[1])  # (K,)
+            usage.append(histogram.to(head.dtype) / head.shape[0])
+        else:
+            usage.append(F.softmax(head, dim=-1).mean(dim=0))
+    return usage
 
 
 def _at_least_fp32(x: Tensor) -> Tensor:

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import EarlyStopping, EMAHandler
 from ignite.utils import manual_seed
@@ -32,17 +31,12 @@ from textgan.checkpoint import (
     RNGStates,
     RunMeta,
     RunPaths,
-    best_checkpoint,
-    check_compatible,
     default_run_dir,
-    latest_checkpoint,
     make_best_checkpointer,
     make_checkpointer,
-    read_checkpoint,
-    restore,
 )
 from textgan.cli import config_parser, parse_config_args, resolve_run_config, run_main
-from textgan.config import config_to_dict, save_config
+from textgan.config import STAGE_SECTIONS, save_config
 from textgan.engines import create_pretrain_trainer
 from textgan.handlers import (
     attach_interrupt_checkpoint,
@@ -57,7 +51,22 @@ from textgan.models import build_vae, code_dim, vae_parameters
 from textgan.optim import build_optimizer
 from textgan.prepare import prepare_data
 from textgan.sampling import LoadedModel, sample_by_style, style_label
-from textgan.schedules import KL_WEIGHT, WORD_DROPOUT, attach_schedules, make_pretrain_schedules
+from textgan.schedules import (
+    KL_WEIGHT,
+    WORD_DROPOUT,
+    attach_schedules,
+    make_pretrain_schedules,
+)
+from textgan.stage import (
+    add_runtime_arguments,
+    is_finished,
+    log_validation,
+    pick_device,
+    resume,
+    save_unless_nan,
+    summary,
+    write_hparams,
+)
 from textgan.validation import create_vae_evaluator
 
 log = logging.getLogger("textgan.pretrain")
@@ -71,27 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags that are not part of the config: where the run lives and what runs it."""
-    parser.add_argument("--run-dir", default=None,
-                        help="run folder (default: checkpoints/<preset>); resumed if it holds "
-                             "a checkpoint")
-    parser.add_argument("--device", default="auto",
-                        help="'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args, overrides = parse_config_args(build_parser(), argv)
     paths = RunPaths(Path(args.run_dir) if args.run_dir else default_run_dir(args.preset or
                                                                               "default"))
-    cfg, _ = resolve_run_config(args, overrides, paths.config)
+    cfg, _ = resolve_run_config(args, overrides, paths.config, STAGE_SECTIONS[STAGE])
     save_config(cfg, paths.config)
     log.info("run folder: %s", paths.root)
     device = pick_device(args.device)
@@ -134,10 +127,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     checkpointer = make_checkpointer({**to_save, "best_checkpointer": best}, stage_dir, STAGE,
                                      keep_last=cfg.pretrain.keep_last)
 
-    resumed_from = resume(cfg, tokenizer, stage_dir, {**to_save, "best_checkpointer": best,
-                                                      "checkpointer": checkpointer})
-    if is_finished(trainer, cfg.pretrain.epochs, early_stopping, cfg.pretrain.patience):
-        return summary(paths, trainer, None, stage_dir, finished=True)
+    resumed_from = resume(STAGE, cfg, tokenizer, stage_dir,
+                          {**to_save, "best_checkpointer": best, "checkpointer": checkpointer})
+    if cfg.pretrain.patience and early_stopping.counter >= cfg.pretrain.patience:
+        log.info("pretraining stopped early at epoch %d (no better validation ELBO for %d "
+                 "validations); nothing to do", trainer.state.epoch, cfg.pretrain.patience)
+        return summary(STAGE, paths, trainer, {}, finished=True)
+    if is_finished(STAGE, trainer, cfg.pretrain.epochs):
+        return summary(STAGE, paths, trainer, {}, finished=True)
 
     # Order matters: schedules before the step reads them; validation before the epoch-end
     # checkpoint, so the checkpoint holds the updated best score and early-stopping counter.
@@ -187,79 +184,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         write_hparams(tb, cfg, evaluator.state.metrics if evaluator.state else {})
     finally:
         tb.close()
-    return summary(paths, trainer, evaluator, stage_dir, finished=False,
+    return summary(STAGE, paths, trainer, evaluator.state.metrics or {}, finished=False,
                    resumed_from=resumed_from)
-
-
-def resume(cfg: Any, tokenizer: Any, stage_dir: Path, to_load: dict[str, Any]) -> Path | None:
-    """Restore the newest checkpoint of the stage, if any, after checking it fits this run."""
-    path = latest_checkpoint(stage_dir, STAGE)
-    if path is None:
-        return None
-    state = read_checkpoint(path)
-    check_compatible(state, path, config=cfg, tokenizer_sha256=tokenizer.sha256,
-                     stages=(STAGE,))
-    restore({key: value for key, value in to_load.items() if key != "meta"}, state)
-    log.info("resumed from %s (iteration %d)", path, to_load["trainer"].state.iteration)
-    return path
-
-
-def is_finished(trainer: Engine, epochs: int, early_stopping: EarlyStopping,
-                patience: int) -> bool:
-    state = trainer.state
-    if patience and early_stopping.counter >= patience:
-        log.info("pretraining stopped early at epoch %d (no better validation ELBO for %d "
-                 "validations); nothing to do", state.epoch, patience)
-        return True
-    if state.epoch_length and state.iteration >= epochs * state.epoch_length:
-        log.info("pretraining already finished: %d of %d epochs done; raise "
-                 "--pretrain.epochs to train longer", state.epoch, epochs)
-        return True
-    return False
-
-
-def log_validation(evaluator: Engine, trainer: Engine) -> None:
-    metrics = evaluator.state.metrics
-    shown = ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()
-                      if isinstance(value, (int, float)))
-    log.info("epoch %d validation: %s", trainer.state.epoch, shown)
-
-
-def save_unless_nan(trainer: Engine, checkpointer: Any) -> None:
-    """Final checkpoint at the end of the run (time limit, early stop), never of NaN weights."""
-    if not getattr(trainer.state, "stopped_on_nan", False):
-        checkpointer(trainer)
-
-
-def write_hparams(tb: Any, cfg: Any, metrics: dict[str, Any]) -> None:
-    """The run's config and final validation scalars in TensorBoard's HPARAMS tab."""
-    hparams = {f"{section}.{key}": value if isinstance(value, (int, float, str, bool)) else str(value)
-               for section, values in config_to_dict(cfg).items() if isinstance(values, dict)
-               for key, value in values.items()}
-    hparams["seed"] = cfg.seed
-    scalars = {f"hparam/{name}": value for name, value in metrics.items()
-               if isinstance(value, (int, float))}
-    tb.writer.add_hparams(hparams, scalars, run_name=".")
-
-
-def summary(paths: RunPaths, trainer: Engine, evaluator: Engine | None, stage_dir: Path, *,
-            finished: bool, resumed_from: Path | None = None) -> dict[str, Any]:
-    metrics = dict(evaluator.state.metrics) if evaluator is not None and evaluator.state.metrics \
-        else {}
-    result = {
-        "run_dir": str(paths.root),
-        "epoch": trainer.state.epoch,
-        "iteration": trainer.state.iteration,
-        "already_finished": finished,
-        "resumed_from": str(resumed_from) if resumed_from else None,
-        "stopped_on_nan": bool(getattr(trainer.state, "stopped_on_nan", False)),
-        "metrics": metrics,
-        "last_checkpoint": str(latest_checkpoint(stage_dir, STAGE) or ""),
-        "best_checkpoint": str(best_checkpoint(stage_dir) or ""),
-    }
-    log.info("pretraining: epoch %d, iteration %d; run folder %s", result["epoch"],
-             result["iteration"], paths.root)
-    return result
 
 
 if __name__ == "__main__":

@@ -1,0 +1,113 @@
+"""What every training stage does around its engine: flags, resume, finish, summary.
+
+The stages (`pretrain`, `train`) differ in their networks and steps; how they find, check and
+restore a checkpoint, decide that they are finished, save at the end and report is the same,
+and lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine
+
+from textgan.checkpoint import (
+    RunPaths,
+    best_checkpoint,
+    check_compatible,
+    latest_checkpoint,
+    read_checkpoint,
+    restore,
+)
+from textgan.config import Config, config_to_dict
+
+log = logging.getLogger(__name__)
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that are not part of the config: where the run lives and what runs it."""
+    parser.add_argument("--run-dir", default=None,
+                        help="run folder (default: checkpoints/<preset>); resumed if it holds "
+                             "a checkpoint")
+    parser.add_argument("--device", default="auto",
+                        help="'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resume(stage: str, cfg: Config, tokenizer: Any, stage_dir: Path,
+           to_load: Mapping[str, Any]) -> Path | None:
+    """Restore the newest checkpoint of the stage, if any, after checking it fits this run."""
+    path = latest_checkpoint(stage_dir, stage)
+    if path is None:
+        return None
+    state = read_checkpoint(path)
+    check_compatible(state, path, config=cfg, tokenizer_sha256=tokenizer.sha256,
+                     stages=(stage,))
+    restore({key: value for key, value in to_load.items() if key != "meta"}, state)
+    log.info("resumed from %s (iteration %d)", path, to_load["trainer"].state.iteration)
+    return path
+
+
+def is_finished(stage: str, trainer: Engine, epochs: int) -> bool:
+    """A stage that has run all its epochs is not run again (ignite would restart it)."""
+    state = trainer.state
+    if state.epoch_length and state.iteration >= epochs * state.epoch_length:
+        log.info("%s already finished: %d of %d epochs done; raise --%s.epochs to train "
+                 "longer", stage, state.epoch, epochs, stage)
+        return True
+    return False
+
+
+def log_validation(evaluator: Engine, trainer: Engine) -> None:
+    metrics = evaluator.state.metrics
+    shown = ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()
+                      if isinstance(value, (int, float)))
+    log.info("epoch %d validation: %s", trainer.state.epoch, shown)
+
+
+def save_unless_nan(trainer: Engine, checkpointer: Any) -> None:
+    """Final checkpoint at the end of the run (time limit, early stop), never of NaN weights."""
+    if not getattr(trainer.state, "stopped_on_nan", False):
+        checkpointer(trainer)
+
+
+def write_hparams(tb: Any, cfg: Config, metrics: Mapping[str, Any]) -> None:
+    """The run's config and final validation scalars in TensorBoard's HPARAMS tab."""
+    hparams: dict[str, Any] = {
+        f"{section}.{key}": value if isinstance(value, (int, float, str, bool)) else str(value)
+        for section, values in config_to_dict(cfg).items() if isinstance(values, dict)
+        for key, value in values.items()}
+    hparams["seed"] = cfg.seed
+    scalars = {f"hparam/{name}": value for name, value in metrics.items()
+               if isinstance(value, (int, float))}
+    tb.writer.add_hparams(hparams, scalars, run_name=".")
+
+
+def summary(stage: str, paths: RunPaths, trainer: Engine, metrics: Mapping[str, Any], *,
+            finished: bool, resumed_from: Path | None = None) -> dict[str, Any]:
+    stage_dir = paths.stage_dir(stage)
+    result = {
+        "run_dir": str(paths.root),
+        "epoch": trainer.state.epoch,
+        "iteration": trainer.state.iteration,
+        "already_finished": finished,
+        "resumed_from": str(resumed_from) if resumed_from else None,
+        "stopped_on_nan": bool(getattr(trainer.state, "stopped_on_nan", False)),
+        "metrics": dict(metrics),
+        "last_checkpoint": str(latest_checkpoint(stage_dir, stage) or ""),
+        "best_checkpoint": str(best_checkpoint(stage_dir) or ""),
+    }
+    log.info("%s: epoch %d, iteration %d; run folder %s", stage, result["epoch"],
+             result["iteration"], paths.root)
+    return result
