@@ -33,7 +33,7 @@ from typing import Any, Union
 from ignite.engine import Engine, Events
 from ignite.handlers import StateParamScheduler
 
-from textgan.config import PretrainConfig
+from textgan.config import PretrainConfig, TrainConfig
 from textgan.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -238,3 +238,172 @@ def attach_schedules(engine: Engine, schedules: Schedules) -> None:
     for schedule in items:
         schedule.attach(engine, Events.ITERATION_STARTED)
         logger.debug("schedule %s attached (%s)", schedule.param_name, type(schedule).__name__)
+
+
+# --------------------------------------------------------------------------- adversarial stage
+
+TEMPERATURE = "tau"                  # engine.state attribute of the relaxation temperature
+HARD_RELAXATION = "hard_relaxation"  # engine.state attribute: 1.0 = hard (one-hot) forward
+
+
+class TemperatureSchedule(StepSchedule):
+    """tau(t) from `tau_start` toward the floor `tau_min`, counted from `start_step`.
+
+    With u = max(0, step - start_step) (wake-sleep steps done) and S = tau_steps, a subclass
+    defines the decay `anneal(u)` for 0 <= u < S; then
+
+        tau = tau_start                       u = 0
+            = max(tau_min, anneal(u))         0 < u < S
+            = tau_min                         u >= S      (subclasses may approach it instead)
+
+    `start_step` exists because the train stage spends its first `d_warmup_steps` iterations on
+    D alone: the temperature is that of "the first wake-sleep step" (train.tau_start), so the
+    decay must not run while nothing is generated. The max() with the floor holds whatever a
+    subclass's `anneal` does (the three here stay above it for u < S by construction); a
+    temperature below its floor is the one thing the schedule promises never to produce.
+    """
+
+    kind = "temperature"
+
+    def __init__(self, tau_start: float, tau_min: float, tau_steps: int, *,
+                 start_step: int = 0, param_name: str = TEMPERATURE,
+                 save_history: bool = False, create_new: bool = True):
+        super().__init__(param_name, save_history=save_history, create_new=create_new)
+        if not 0.0 < tau_min <= tau_start:
+            raise ValueError(f"need 0 < tau_min <= tau_start, got tau_min={tau_min}, "
+                             f"tau_start={tau_start}")
+        _check_steps(tau_steps=tau_steps, warmup_steps=start_step)
+        self.tau_start, self.tau_min = float(tau_start), float(tau_min)
+        self.tau_steps, self.start_step = int(tau_steps), int(start_step)
+        self._state_attrs += ["tau_start", "tau_min", "tau_steps", "start_step"]
+
+    @abstractmethod
+    def anneal(self, u: int) -> float:
+        """The decayed temperature after u wake-sleep steps, 0 < u < tau_steps."""
+
+    def value_at(self, step: int) -> float:
+        u = max(0, step - self.start_step)
+        if u == 0:
+            return self.tau_start
+        if u >= self.tau_steps:
+            return self.tau_min
+        return max(self.tau_min, self.anneal(u))
+
+
+class ExponentialTemperature(TemperatureSchedule):
+    """tau(u) = max(tau_min, tau_start * (tau_min / tau_start) ** (u / S)): geometric decay that
+    reaches tau_min at exactly u = S and holds it (tau_start * r**u with r = (min/start)**(1/S))."""
+
+    kind = "tau_exponential"
+
+    def anneal(self, u: int) -> float:
+        return self.tau_start * (self.tau_min / self.tau_start) ** (u / self.tau_steps)
+
+
+class LinearTemperature(TemperatureSchedule):
+    """tau(u) = tau_start + (tau_min - tau_start) * u / S for u < S, then tau_min exactly."""
+
+    kind = "tau_linear"
+
+    def anneal(self, u: int) -> float:
+        return self.tau_start + (self.tau_min - self.tau_start) * (u / self.tau_steps)
+
+
+class TanhTemperature(TemperatureSchedule):
+    """tau(u) = tau_min + (tau_start - tau_min) * (1 - tanh(3 u / S)), for every u >= 0.
+
+    Steepest at the start (slope -3 (start - min) / S), then flattening: 0.5% of the range
+    (start - min) is left at u = S, 0.0025% at 2S, and from about u = 6.4 S on (3u/S > 19.1)
+    tanh is exactly 1.0 in double precision, so tau = tau_min exactly. It approaches the floor
+    smoothly instead of stopping at it, so `value_at` is overridden: there is no kink at u = S.
+    It never goes below tau_min: tau_min plus a non-negative term cannot round below it.
+    """
+
+    kind = "tau_tanh"
+    SHARPNESS = 3.0  # tanh(3) = 0.995: "about tau_min" after tau_steps, as the config says
+
+    def anneal(self, u: int) -> float:
+        return self.tau_min + (self.tau_start - self.tau_min) * (
+            1.0 - math.tanh(self.SHARPNESS * u / self.tau_steps))
+
+    def value_at(self, step: int) -> float:
+        u = max(0, step - self.start_step)
+        # min + (start - min) * 1 can round one ulp away from start; the first wake-sleep step
+        # promises tau_start itself.
+        return self.tau_start if u == 0 else self.anneal(u)
+
+
+class HardSwitch(StepSchedule):
+    """0.0 (soft relaxation) for the first `hard_after_steps` wake-sleep steps, then 1.0 (hard).
+
+    Counted from `start_step` like the temperature (u = max(0, step - start_step)): value 1.0
+    iff u >= hard_after_steps. With hard_after_steps = 0 it is 1.0 from the first iteration,
+    warm-up included, which is harmless since nothing is generated during the warm-up.
+    """
+
+    kind = "hard_switch"
+
+    def __init__(self, hard_after_steps: int, *, start_step: int = 0,
+                 param_name: str = HARD_RELAXATION, save_history: bool = False,
+                 create_new: bool = True):
+        super().__init__(param_name, save_history=save_history, create_new=create_new)
+        _check_steps(warmup_steps=start_step)
+        if hard_after_steps < 0:
+            raise ValueError(f"hard_after_steps must be >= 0, got {hard_after_steps}")
+        self.hard_after_steps, self.start_step = int(hard_after_steps), int(start_step)
+        self._state_attrs += ["hard_after_steps", "start_step"]
+
+    def value_at(self, step: int) -> float:
+        return 1.0 if max(0, step - self.start_step) >= self.hard_after_steps else 0.0
+
+
+def make_temperature_schedule(cfg: TrainConfig, *, start_step: int | None = None) -> StepSchedule:
+    """tau(t), written to `engine.state.tau`, from cfg.tau_schedule and its fields.
+
+    `start_step` defaults to cfg.d_warmup_steps: the train engine runs the D warm-up as its
+    first iterations, and tau_start is the temperature of the first wake-sleep step. Pass 0 if
+    the wake-sleep rounds run on an engine of their own.
+    """
+    offset = cfg.d_warmup_steps if start_step is None else start_step
+    if cfg.tau_schedule == "constant":
+        return ConstantSchedule(cfg.tau_start, param_name=TEMPERATURE)
+    classes: dict[str, type[TemperatureSchedule]] = {
+        "exponential": ExponentialTemperature, "linear": LinearTemperature,
+        "tanh": TanhTemperature}
+    if cfg.tau_schedule not in classes:
+        raise ValueError(f"unknown tau_schedule {cfg.tau_schedule!r}")  # validate() catches it
+    return classes[cfg.tau_schedule](cfg.tau_start, cfg.tau_min, cfg.tau_steps,
+                                     start_step=offset)
+
+
+def make_hard_schedule(cfg: TrainConfig, *, start_step: int | None = None) -> StepSchedule:
+    """The soft -> hard switch, written to `engine.state.hard_relaxation` (0.0 or 1.0).
+
+    st_gumbel: soft for cfg.hard_after_steps wake-sleep steps, then hard. softmax and gumbel:
+    always 0.0 (soft). reinmax: always 1.0, which only reports what it does (its forward pass
+    is one-hot by construction and `relax` ignores the flag).
+    """
+    offset = cfg.d_warmup_steps if start_step is None else start_step
+    if cfg.relaxation == "st_gumbel":
+        return HardSwitch(cfg.hard_after_steps, start_step=offset)
+    if cfg.relaxation in ("softmax", "gumbel"):
+        return ConstantSchedule(0.0, param_name=HARD_RELAXATION)
+    if cfg.relaxation == "reinmax":
+        return ConstantSchedule(1.0, param_name=HARD_RELAXATION)
+    raise ValueError(f"unknown relaxation {cfg.relaxation!r}")
+
+
+def make_train_schedules(cfg: TrainConfig, *,
+                         start_step: int | None = None) -> dict[str, StepSchedule]:
+    """The adversarial stage's schedules keyed by their checkpoint names (merge into to_save).
+
+    In the process function: `tau = engine.state.tau`, `hard = engine.state.hard_relaxation
+    == 1.0`. Both count from the end of the D warm-up (see `make_temperature_schedule`).
+    """
+    if cfg.relaxation == "reinmax" and cfg.tau_min < 1.0:
+        # Not an error (one schedule serves every relaxation), but worth knowing.
+        logger.warning("reinmax with tau_min=%s: its authors recommend tau >= 1 (their "
+                       "reference code refuses tau < 1; tau shapes only its gradient)",
+                       cfg.tau_min)
+    return {"tau_schedule": make_temperature_schedule(cfg, start_step=start_step),
+            "hard_schedule": make_hard_schedule(cfg, start_step=start_step)}

@@ -18,9 +18,12 @@ from torch import nn
 from textgan.config import ModelConfig
 from textgan.models.code import (code_dim, code_offsets, fill_missing, one_hot_code, sample_code,
                                  split_code)
+from textgan.models.discriminator import Discriminator, hard_weights
 from textgan.models.encoder import Encoder, Posterior, make_embedding, reparameterize
 from textgan.models.generator import (Decoded, Generator, Step, apply_word_dropout, choose_next,
                                       filter_top_k, filter_top_p, shift_right)
+from textgan.models.relaxation import RELAXATIONS, gumbel_noise, relax, straight_through
+from textgan.models.soft import SoftSentence, alive_weights, soft_generate
 
 
 class VAE(NamedTuple):
@@ -55,8 +58,10 @@ def vae_parameters(vae: VAE) -> list[nn.Parameter]:
 
 
 __all__ = [
-    "VAE", "Decoded", "Encoder", "Generator", "Posterior", "Step", "apply_word_dropout",
-    "build_vae", "choose_next", "code_dim", "code_offsets", "fill_missing", "filter_top_k",
-    "filter_top_p", "make_embedding", "one_hot_code", "reparameterize", "sample_code",
-    "shift_right", "split_code", "vae_parameters",
+    "RELAXATIONS", "SoftSentence", "alive_weights", "gumbel_noise", "relax", "soft_generate",
+    "straight_through",
+    "VAE", "Decoded", "Discriminator", "Encoder", "Generator", "Posterior", "Step",
+    "apply_word_dropout", "build_vae", "choose_next", "code_dim", "code_offsets", "fill_missing",
+    "filter_top_k", "filter_top_p", "hard_weights", "make_embedding", "one_hot_code",
+    "reparameterize", "sample_code", "shift_right", "split_code", "vae_parameters",
 ]
