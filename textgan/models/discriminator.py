@@ -139,7 +139,7 @@ class GRUReader(nn.Module):
         outputs, _ = self.gru(embedded)  # (B, T, H)
         # P(the sentence ends at t) = w_t - w_{t+1}, with w_T = 0: a sentence still running at
         # the last position is read there, as hard decoding cuts it at max_len.
-        ends = weights
+        ends = weights - F.pad(weights[:, 1:], (0, 1))  # (B, T)
         return (ends.unsqueeze(-1).to(outputs.dtype) * outputs).sum(dim=1)  # (B, H)
 
 
