@@ -1,15 +1,20 @@
-"""Sampling and reconstruction from a real (tiny, briefly trained) checkpoint, and the CLI.
+"""Sampling, reconstruction, style transfer and interpolation from a real (tiny, briefly
+trained) checkpoint, and the CLI.
 
 The fixture does not run the pretraining stage: it trains a tokenizer on corpora/tiny, a tiny
 VAE for a few dozen steps on its 16 sentences (c from their labels), and saves it with the
 checkpoint module's own checkpointer, so the files have the layout and names of a real run.
+A second fixture adds a train-stage checkpoint of the same VAE with a discriminator trained on
+the 16 labels for a few steps (the adversarial stage itself is not run either).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -18,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from ignite.engine import Engine, Events
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
@@ -28,19 +34,22 @@ from textgan.checkpoint import RunMeta, make_checkpointer
 from textgan.config import TokenizerConfig, load_config
 from textgan.errors import CheckpointError, SamplingError, TextganError, TokenizerError
 from textgan.losses import gaussian_kl, reconstruction_loss
-from textgan.models import build_vae, code_dim, one_hot_code, vae_parameters
+from textgan.models import Discriminator, build_vae, code_dim, one_hot_code, vae_parameters
 from textgan.sampling import (
     LoadedModel,
     SampledSentence,
+    Transfer,
     all_styles,
     find_checkpoint,
     format_sentence,
+    interpolate,
     load_for_inference,
     parse_style,
     print_sampled_sentence,
     reconstruct,
     sample_by_style,
     sample_sentences,
+    transfer,
 )
 from textgan.tokenizer import train_tokenizer
 
@@ -48,11 +57,23 @@ ROOT = Path(__file__).resolve().parent.parent
 ATTRIBUTES = {"sentiment": ["negative", "positive"], "tense": ["past", "present"]}
 LINE = re.compile(r"^\[sentiment=(negative|positive), tense=(past|present)\] ")
 TRAIN_STEPS = 40
+D_STEPS = 30
 
 
 def tiny_rows() -> list[dict[str, str]]:
     lines = (ROOT / "corpora" / "tiny" / "train.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines if line.strip()]
+
+
+def labelled_batch(tokenizer, rows: list[dict[str, str]]
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Token ids + EOS (N, T) padded, lengths (N,) and class indices (N, A) of the rows."""
+    ids = [torch.tensor(row + [tokenizer.eos_id]) for row in
+           tokenizer.encode([row["text"] for row in rows])]
+    tokens = pad_sequence(ids, batch_first=True, padding_value=tokenizer.pad_id)
+    lengths = torch.tensor([len(row) for row in ids])
+    labels = torch.tensor([[ATTRIBUTES[a].index(row[a]) for a in ATTRIBUTES] for row in rows])
+    return tokens, lengths, labels
 
 
 def save_checkpoint(folder: Path, stage: str, to_save: dict, iteration: int) -> Path:
@@ -82,11 +103,7 @@ def trained(tmp_path_factory):
         vae = build_vae(cfg.model, vocab_size=tokenizer.vocab_size,
                         code_dim=code_dim(num_classes), pad_id=tokenizer.pad_id,
                         bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
-        rows_ids = [torch.tensor(ids + [tokenizer.eos_id]) for ids in tokenizer.encode(texts)]
-        tokens = pad_sequence(rows_ids, batch_first=True, padding_value=tokenizer.pad_id)
-        lengths = torch.tensor([len(ids) for ids in rows_ids])
-        labels = torch.tensor([[ATTRIBUTES[a].index(row[a]) for a in ATTRIBUTES]
-                               for row in rows])
+        tokens, lengths, labels = labelled_batch(tokenizer, rows)
         code = one_hot_code(labels, num_classes)
         optimizer = torch.optim.Adam(vae_parameters(vae), lr=3e-2)
         for _ in range(TRAIN_STEPS):
@@ -112,6 +129,65 @@ def loaded(trained) -> LoadedModel:
     return load_for_inference(trained["run"])
 
 
+def build_discriminator(trained) -> Discriminator:
+    return Discriminator(trained["config"].discriminator,
+                         vocab_size=trained["tokenizer"].vocab_size, num_classes=[2, 2],
+                         pad_id=trained["tokenizer"].pad_id)
+
+
+@pytest.fixture(scope="module")
+def trained_d(trained, tmp_path_factory):
+    """A copy of the run with a train-stage checkpoint: the same VAE plus a discriminator that
+    learnt to read the 16 sentences' labels, saved as `train/train_checkpoint_1.pt`."""
+    tokens, lengths, labels = labelled_batch(trained["tokenizer"], trained["rows"])
+    with torch.random.fork_rng(devices=[]):  # dropout and init draw from the global RNG
+        torch.manual_seed(1)
+        discriminator = build_discriminator(trained)
+        optimizer = torch.optim.Adam(discriminator.parameters(), lr=1e-2)
+        for _ in range(D_STEPS):
+            logits = discriminator(tokens, lengths)
+            loss = sum(F.cross_entropy(block, labels[:, a]) for a, block in enumerate(logits))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    discriminator.eval()
+    run = tmp_path_factory.mktemp("sampling-train") / "run"
+    shutil.copytree(trained["run"], run)
+    meta = RunMeta(stage="train", config=trained["config"], tokenizer=trained["tokenizer"],
+                   attributes=ATTRIBUTES)
+    checkpoint = save_checkpoint(run / "train", "train",
+                                 {"model": trained["model"], "discriminator": discriminator,
+                                  "meta": meta}, 1)
+    return {"run": run, "checkpoint": checkpoint, "discriminator": discriminator}
+
+
+@pytest.fixture(scope="module")
+def loaded_d(trained_d) -> LoadedModel:
+    return load_for_inference(trained_d["run"])
+
+
+def rigged(model: LoadedModel, index: int) -> LoadedModel:
+    """The model with a copy of its D that reads every sentence as class `index` of each
+    attribute, whatever the sentence says."""
+    discriminator = copy.deepcopy(model.discriminator)
+    with torch.no_grad():
+        for head in discriminator.heads:
+            head.weight.zero_()
+            head.bias.fill_(-5.0)
+            head.bias[index] = 5.0
+    return dataclasses.replace(model, discriminator=discriminator)
+
+
+def d_reading(model: LoadedModel, texts: list[str]) -> list[dict[str, str]]:
+    """What the model's D says of each sentence, computed here without textgan.sampling."""
+    rows = [{"text": text, **{a: ATTRIBUTES[a][0] for a in ATTRIBUTES}} for text in texts]
+    tokens, lengths, _ = labelled_batch(model.tokenizer, rows)
+    with torch.no_grad():
+        logits = model.discriminator(tokens, lengths)
+    return [{a: ATTRIBUTES[a][int(block[i].argmax())] for a, block in zip(ATTRIBUTES, logits)}
+            for i in range(len(texts))]
+
+
 def weights_equal(a: nn.Module, b: nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -127,6 +203,7 @@ def test_load_from_run_dir_and_from_file(trained, loaded):
     assert loaded.tokenizer == trained["tokenizer"]
     assert loaded.config == trained["config"]
     assert not loaded.encoder.training and not loaded.generator.training
+    assert loaded.discriminator is None  # a pretrain checkpoint has none
     assert weights_equal(loaded.encoder, trained["model"]["encoder"])
     assert weights_equal(loaded.generator, trained["model"]["generator"])
     from_file = load_for_inference(trained["checkpoint"])
@@ -149,17 +226,26 @@ def test_ema_weights_are_used_when_present_unless_refused(trained, tmp_path):
     assert weights_equal(raw.generator, trained["model"]["generator"])
 
 
-def test_a_train_stage_checkpoint_loads_and_is_preferred(trained, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(trained["run"], run)
+def test_a_train_stage_checkpoint_loads_with_its_discriminator_and_is_preferred(
+        trained, trained_d, loaded_d):
+    assert loaded_d.checkpoint == trained_d["checkpoint"] == \
+        trained_d["run"] / "train" / "train_checkpoint_1.pt"
+    assert loaded_d.stage == "train"
+    assert weights_equal(loaded_d.generator, trained["model"]["generator"])
+    assert isinstance(loaded_d.discriminator, Discriminator)
+    assert not loaded_d.discriminator.training
+    assert weights_equal(loaded_d.discriminator, trained_d["discriminator"])
+    assert loaded_d.discriminator.num_classes == loaded_d.num_classes
+
+
+def test_discriminator_weights_that_do_not_fit_are_refused(trained, tmp_path):
     meta = RunMeta(stage="train", config=trained["config"], tokenizer=trained["tokenizer"],
                    attributes=ATTRIBUTES)
-    path = save_checkpoint(run / "train", "train",
+    path = save_checkpoint(tmp_path / "run" / "train", "train",
                            {"model": trained["model"], "discriminator": nn.Linear(3, 2),
                             "meta": meta}, 7)
-    model = load_for_inference(run)
-    assert model.checkpoint == path and model.stage == "train"
-    assert weights_equal(model.generator, trained["model"]["generator"])
+    with pytest.raises(CheckpointError, match="'discriminator' weights do not fit"):
+        load_for_inference(path)
 
 
 def test_a_replaced_tokenizer_file_is_refused(trained, tmp_path):
@@ -367,6 +453,182 @@ def test_reconstruct_refuses_too_long_or_empty_sentences(loaded):
         reconstruct(loaded, "the soup .")
 
 
+# --------------------------------------------------------------------------- transfer
+
+
+def test_transfer_sets_the_requested_class_and_keeps_ds_reading_of_the_rest(trained, loaded_d):
+    rows = trained["rows"]
+    texts = [row["text"] for row in rows]
+    transfers = transfer(loaded_d, texts, "sentiment=negative")
+    assert len(transfers) == len(texts)
+    assert all(isinstance(t, Transfer) and isinstance(t.text, str) for t in transfers)
+    assert [t.source for t in transfers] == texts
+    readings = d_reading(loaded_d, texts)
+    assert [t.source_style for t in transfers] == readings
+    assert all(t.target_style == {"sentiment": "negative", "tense": r["tense"]}
+               for t, r in zip(transfers, readings))
+    # The fixture's D learnt the labels, so "kept" means the source's own tense, and both occur.
+    assert sum(r == {a: row[a] for a in ATTRIBUTES} for r, row in zip(readings, rows)) >= 12
+    assert {t.target_style["tense"] for t in transfers} == {"past", "present"}
+    # Decoded with exactly that c: the same as reconstructing under the full target style.
+    for t in transfers[:4]:
+        assert t.text == reconstruct(loaded_d, [t.source], style=t.target_style)[0]
+    assert transfer(loaded_d, [], {"tense": "past"}) == []
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_unnamed_attributes_follow_a_rigged_discriminator(trained, loaded_d, index):
+    model = rigged(loaded_d, index)
+    texts = [row["text"] for row in trained["rows"]]
+    transfers = transfer(model, texts, {"sentiment": "positive"})
+    tense = ATTRIBUTES["tense"][index]
+    assert all(t.source_style == {"sentiment": ATTRIBUTES["sentiment"][index], "tense": tense}
+               for t in transfers)
+    assert all(t.target_style == {"sentiment": "positive", "tense": tense} for t in transfers)
+    assert [t.text for t in transfers] == reconstruct(
+        model, texts, style={"sentiment": "positive", "tense": tense})
+
+
+def test_transfer_without_discriminator_draws_from_the_prior_and_warns_once(
+        trained, loaded, caplog, monkeypatch):
+    texts = [row["text"] for row in trained["rows"]]
+    monkeypatch.setattr(sampling, "DECODE_BATCH", 5)  # several chunks, still one warning
+    with caplog.at_level(logging.WARNING, logger="textgan.sampling"):
+        transfers = transfer(loaded, texts, "tense=past", seed=2)
+    warnings = [r for r in caplog.records if "no discriminator" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert "sentiment" in warnings[0].getMessage()
+    assert all(t.source_style == {} for t in transfers)
+    assert all(t.target_style["tense"] == "past" for t in transfers)
+    assert {t.target_style["sentiment"] for t in transfers} == {"negative", "positive"}
+    # Same seed, same draws as reconstruct: c from the style, the rest from the prior.
+    assert [t.text for t in transfers] == reconstruct(loaded, texts, style="tense=past", seed=2)
+    # Naming every attribute needs nothing read: no warning then.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="textgan.sampling"):
+        transfer(loaded, texts[:2], "tense=past,sentiment=negative")
+    assert not [r for r in caplog.records if "no discriminator" in r.getMessage()]
+
+
+def test_transfer_runs_each_network_once_per_chunk(trained, loaded_d, monkeypatch):
+    texts = [row["text"] for row in trained["rows"]]
+    whole = transfer(loaded_d, texts, "sentiment=positive")
+    calls = {"encoder": 0, "discriminator": 0, "decode": 0}
+
+    def count(name):
+        def hook(module, inputs, output):
+            calls[name] += 1
+        return hook
+
+    handles = [loaded_d.encoder.register_forward_hook(count("encoder")),
+               loaded_d.discriminator.register_forward_hook(count("discriminator"))]
+    decode = loaded_d.generator.decode
+
+    def counted_decode(*args, **kwargs):
+        calls["decode"] += 1
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(loaded_d.generator, "decode", counted_decode)
+    monkeypatch.setattr(sampling, "DECODE_BATCH", 5)
+    try:
+        chunked = transfer(loaded_d, texts, "sentiment=positive")
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls == {"encoder": 4, "discriminator": 4, "decode": 4}  # 16 rows, chunks of 5
+    assert chunked == whole
+
+
+def test_transfer_refuses_bad_requests(loaded_d):
+    with pytest.raises(SamplingError, match="needs a target style.*sentiment=positive"):
+        transfer(loaded_d, ["the soup ."], None)
+    with pytest.raises(SamplingError, match="names no attribute"):
+        transfer(loaded_d, ["the soup ."], " ")
+    with pytest.raises(SamplingError, match="unknown style attribute 'mood'"):
+        transfer(loaded_d, ["the soup ."], "mood=happy")
+    with pytest.raises(SamplingError, match="list"):
+        transfer(loaded_d, "the soup .", "tense=past")
+    with pytest.raises(SamplingError, match="empty"):
+        transfer(loaded_d, ["the soup .", ""], "tense=past")
+    with pytest.raises(SamplingError, match="temperature"):
+        transfer(loaded_d, ["the soup ."], "tense=past", temperature=0.0)
+    long = " ".join(["the soup was warm and tasty"] * 8)
+    with pytest.raises(SamplingError, match="longer than the 32 tokens"):
+        transfer(loaded_d, [long], "tense=past")
+    assert len(transfer(loaded_d, [long], "tense=past", truncate=True)) == 1
+    with pytest.raises(SamplingError, match="no style attributes"):
+        transfer(dataclasses.replace(loaded_d, attributes={}), ["the soup ."], "tense=past")
+
+
+def test_transfer_and_interpolate_are_seeded_and_leave_the_global_rng_alone(loaded, loaded_d):
+    texts = ["the soup was warm and tasty .", "we enjoy every visit here ."]
+    before = torch.get_rng_state()
+    for model in (loaded, loaded_d):
+        first = transfer(model, texts, "sentiment=positive", strategy="sample", seed=3)
+        assert first == transfer(model, texts, "sentiment=positive", strategy="sample", seed=3)
+        path = interpolate(model, *texts, steps=4, strategy="sample", seed=3)
+        assert path == interpolate(model, *texts, steps=4, strategy="sample", seed=3)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+# --------------------------------------------------------------------------- interpolation
+
+
+def test_interpolation_endpoints_are_the_reconstructions_under_the_same_c(trained, loaded_d):
+    a, b = trained["rows"][0]["text"], trained["rows"][9]["text"]
+    path = interpolate(loaded_d, a, b, steps=4, style="sentiment=positive")
+    assert len(path) == 4 and all(isinstance(text, str) for text in path)
+    # c: the style given, and D's reading of a for the rest -- what transfer reads too.
+    c = transfer(loaded_d, [a], "sentiment=positive")[0].target_style
+    assert [path[0], path[-1]] == reconstruct(loaded_d, [a, b], style=c)
+    assert interpolate(loaded_d, a, b, steps=2, style="sentiment=positive") == \
+        [path[0], path[-1]]
+    for index in (0, 1):  # unnamed attributes: D's reading of a, not of b or the prior
+        model = rigged(loaded_d, index)
+        c = {"sentiment": "positive", "tense": ATTRIBUTES["tense"][index]}
+        assert interpolate(model, a, b, steps=3, style="sentiment=positive")[::2] == \
+            reconstruct(model, [a, b], style=c)
+
+
+def test_interpolation_without_discriminator_uses_one_c_and_one_decode(trained, loaded,
+                                                                      monkeypatch):
+    a, b = trained["rows"][2]["text"], trained["rows"][12]["text"]
+    style = {"sentiment": "negative", "tense": "present"}
+    path = interpolate(loaded, a, b, steps=5, style=style)
+    assert [path[0], path[-1]] == reconstruct(loaded, [a, b], style=style)
+    codes = []
+    decode = loaded.generator.decode
+
+    def recorded_decode(z, c, **kwargs):
+        codes.append((z.clone(), c.clone()))
+        return decode(z, c, **kwargs)
+
+    monkeypatch.setattr(loaded.generator, "decode", recorded_decode)
+    interpolate(loaded, a, b, steps=6, seed=4)  # no style: one prior draw for the whole path
+    assert len(codes) == 1
+    z, c = codes[0]
+    assert z.shape[0] == c.shape[0] == 6
+    assert torch.equal(c, c[:1].expand_as(c))
+    # Evenly spaced on the straight line between the two means.
+    steps = z[1:] - z[:-1]
+    assert torch.allclose(steps, steps[:1].expand_as(steps), atol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [1, 0, -2, 2.5, True, "3"])
+def test_interpolation_needs_at_least_two_whole_steps(loaded, steps):
+    with pytest.raises(SamplingError, match="steps must be a whole number >= 2"):
+        interpolate(loaded, "the soup .", "the bread .", steps=steps)
+
+
+def test_interpolation_refuses_empty_or_non_text_sentences(loaded):
+    with pytest.raises(SamplingError, match="empty"):
+        interpolate(loaded, "the soup .", " ", steps=3)
+    with pytest.raises(SamplingError, match="b is a list"):
+        interpolate(loaded, "the soup .", ["the bread ."], steps=3)
+    with pytest.raises(SamplingError, match="unknown class"):
+        interpolate(loaded, "the soup .", "the bread .", steps=3, style="tense=future")
+
+
 # --------------------------------------------------------------------------- printing
 
 
@@ -429,6 +691,63 @@ def test_cli_reconstructs_given_sentences(trained, capsys):
     assert result["samples"] == []
 
 
+def test_cli_transfers_sentences_from_flags_and_a_file(trained, trained_d, loaded_d, tmp_path,
+                                                       capsys):
+    texts = [row["text"] for row in trained["rows"]]
+    path = tmp_path / "sentences.txt"
+    path.write_text(f"{texts[2]}\n\n   \n  {texts[3]}  \n{texts[4]}", encoding="utf-8")
+    result = sample_cli.main(["--run-dir", str(trained_d["run"]), "--transfer", texts[0],
+                              "--transfer", texts[1], "--transfer-file", str(path),
+                              "--style", "sentiment=positive"])
+    lines = capsys.readouterr().out.splitlines()
+    assert result["stage"] == "train" and result["samples"] == result["reconstructions"] == []
+    expected = transfer(loaded_d, texts[:5], "sentiment=positive")
+    assert [r["source"] for r in result["transfers"]] == texts[:5]  # flags first, then the file
+    assert result["transfers"] == [t._asdict() for t in expected]
+    assert lines == [f"{t.source} -> {t.text}  [sentiment=positive, "
+                     f"tense={t.target_style['tense']}]" for t in expected]
+
+
+def test_cli_interpolates_with_numbered_lines(trained, trained_d, loaded_d, capsys):
+    a, b = trained["rows"][0]["text"], trained["rows"][9]["text"]
+    result = sample_cli.main(["--run-dir", str(trained_d["run"]), "--interpolate", a, b,
+                              "--steps", "3", "--style", "tense=past"])
+    lines = capsys.readouterr().out.splitlines()
+    texts = interpolate(loaded_d, a, b, steps=3, style="tense=past")
+    assert result["interpolation"] == [{"t": 0.0, "text": texts[0]},
+                                       {"t": 0.5, "text": texts[1]},
+                                       {"t": 1.0, "text": texts[2]}]
+    assert lines == [f"{i}. {text}" for i, text in enumerate(texts, start=1)]
+    assert result["transfers"] == [] and result["samples"] == []
+    default = sample_cli.main(["--run-dir", str(trained["run"]), "--interpolate", a, b])
+    assert len(default["interpolation"]) == sample_cli.DEFAULT_STEPS
+    assert len(capsys.readouterr().out.splitlines()) == sample_cli.DEFAULT_STEPS
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--transfer", "the soup ."], "need --style"),
+    (["--transfer-file", "{tmp}/x.txt"], "need --style"),
+    (["--transfer", "the soup .", "--style", " "], "need --style"),
+    (["--transfer-file", "{tmp}/missing.txt", "--style", "tense=past"], "file not found"),
+    (["--transfer-file", "{tmp}", "--style", "tense=past"], "is a folder"),
+    (["--transfer-file", "{tmp}/blank.txt", "--style", "tense=past"], "no sentences"),
+    (["--transfer-file", "{tmp}/latin1.txt", "--style", "tense=past"], "not UTF-8"),
+    (["--transfer", "a .", "--reconstruct", "b .", "--style", "tense=past"],
+     "--reconstruct and --transfer/--transfer-file are separate modes"),
+    (["--interpolate", "a .", "b .", "--transfer", "c .", "--style", "tense=past"],
+     "separate modes"),
+    (["--interpolate", "a .", "b .", "--steps", "1"], "steps must be a whole number >= 2"),
+    (["--transfer", "the soup .", "--style", "tense=future"], "unknown class"),
+])
+def test_cli_transfer_and_interpolate_mistakes_are_sampling_errors(trained, tmp_path, argv,
+                                                                   message):
+    (tmp_path / "blank.txt").write_text("\n  \n\n", encoding="utf-8")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 .\n".encode("latin-1"))
+    argv = ["--run-dir", str(trained["run"])] + [a.format(tmp=tmp_path) for a in argv]
+    with pytest.raises(SamplingError, match=message):
+        sample_cli.main(argv)
+
+
 @pytest.mark.parametrize("argv, error, message", [
     (["--run-dir", "{tmp}/missing"], CheckpointError, "run folder not found"),
     ([], CheckpointError, "--run-dir"),
@@ -454,6 +773,9 @@ def test_cli_help_shows_the_options_and_their_defaults(capsys):
                  "--reconstruct", "--checkpoint", "python -m textgan.sample --run-dir"):
         assert flag in text
     assert "(default: 1.0)" in text
+    for flag in ("--transfer TEXT", "--transfer-file FILE", "--interpolate A B", "--steps"):
+        assert flag in text
+    assert "(default: 5)" in text
 
 
 def test_cli_program_prints_one_error_line_without_traceback(tmp_path):

@@ -1,4 +1,5 @@
-"""Sample sentences in a chosen style from a trained run, or reconstruct given sentences.
+"""Sample sentences in a chosen style from a trained run; reconstruct, restyle or interpolate
+given sentences.
 
 On a CPU (seconds; a model of the tiny preset first, if there is none yet):
 
@@ -7,6 +8,10 @@ On a CPU (seconds; a model of the tiny preset first, if there is none yet):
     python -m textgan.sample --run-dir checkpoints/tiny --style sentiment=positive,tense=past
     python -m textgan.sample --run-dir checkpoints/tiny --n 3 --temperature 0.7 --top-p 0.9
     python -m textgan.sample --run-dir checkpoints/tiny --reconstruct "the soup was warm ."
+    python -m textgan.sample --run-dir checkpoints/tiny --transfer "the soup was warm ." \
+        --style sentiment=negative                     # or --transfer-file sentences.txt
+    python -m textgan.sample --run-dir checkpoints/tiny --steps 5 \
+        --interpolate "the soup was warm ." "we enjoy every visit here ."
 
 The run folder gives its newest adversarial (train stage) checkpoint, else the best pretraining
 checkpoint, else the newest one; --checkpoint picks a file. Every sentence is printed as
@@ -15,7 +20,17 @@ for each sentence, and without --style, --n sentences are drawn for every style 
 (with the same z's, so the groups differ by the style code alone). With --reconstruct the given
 sentences are encoded (posterior mean) and decoded greedily instead, printed as
 "input -> reconstruction"; --style then sets c for the decoding (a pretrain-stage model was not
-trained to follow c, so it changes little there). The same --seed gives the same output.
+trained to follow c, so it changes little there).
+
+--transfer (repeatable) and --transfer-file (one sentence per line, blank lines skipped) rewrite
+sentences in the --style they must come with, printed as "source -> transfer  [target style]":
+the attributes --style names take that class, the others keep the class the discriminator of an
+adversarial (train stage) checkpoint reads in the source; a pretrain checkpoint has no
+discriminator, so they are drawn from the prior (with a warning). --interpolate A B decodes
+--steps sentences on the straight line from A's code to B's, one numbered line each, all with
+one style (--style where given, else the discriminator's reading of A, else a prior draw).
+Reconstruction, transfer and interpolation decode greedily; they are separate modes.
+The same --seed gives the same output.
 """
 
 from __future__ import annotations
@@ -30,11 +45,16 @@ from textgan.cli import HelpFormatter, run_main
 from textgan.errors import CheckpointError, SamplingError
 from textgan.sampling import (
     LoadedModel,
+    interpolate,
     load_for_inference,
     print_sampled_sentence,
     reconstruct,
     resolve_style,
+    style_label,
+    transfer,
 )
+
+DEFAULT_STEPS = 5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,9 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="use the raw weights even if the checkpoint holds EMA weights")
     parser.add_argument("--reconstruct", metavar="TEXT", action="append", default=None,
                         help="reconstruct this sentence instead of sampling (repeatable)")
+    parser.add_argument("--transfer", metavar="TEXT", action="append", default=None,
+                        help="rewrite this sentence in --style (repeatable)")
+    parser.add_argument("--transfer-file", metavar="FILE", default=None,
+                        help="rewrite every sentence of this UTF-8 file (one per line, blank "
+                             "lines skipped) in --style")
+    parser.add_argument("--interpolate", metavar=("A", "B"), nargs=2, default=None,
+                        help="decode --steps sentences between the codes of sentences A and B")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                        help="sentences on the --interpolate path, both ends included (>= 2)")
     parser.add_argument("--truncate", action="store_true",
-                        help="cut --reconstruct sentences longer than data.max_tokens instead "
-                             "of refusing them")
+                        help="cut --reconstruct/--transfer/--interpolate sentences longer than "
+                             "data.max_tokens instead of refusing them")
     return parser
 
 
@@ -79,12 +108,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     if args.n < 1:
         raise SamplingError(f"--n must be at least 1, got {args.n}")
+    # Flag mistakes and the sentence file are checked before the (slower) model load.
+    transfer_texts = _transfer_texts(args)
     model = load_for_inference(_model_path(args), device=args.device, use_ema=not args.no_ema,
                                run_dir=args.run_dir)
     result: dict[str, Any] = {"checkpoint": str(model.checkpoint), "stage": model.stage,
-                              "weights": model.weights, "samples": [], "reconstructions": []}
+                              "weights": model.weights, "samples": [], "reconstructions": [],
+                              "transfers": [], "interpolation": []}
     if args.reconstruct is not None:
         result["reconstructions"] = _reconstruct(model, args)
+        return result
+    if transfer_texts is not None:
+        result["transfers"] = _transfer(model, transfer_texts, args)
+        return result
+    if args.interpolate is not None:
+        result["interpolation"] = _interpolate(model, args)
         return result
     sentences = print_sampled_sentence(
         model, args.style, args.n, temperature=args.temperature, top_k=args.top_k,
@@ -115,6 +153,65 @@ def _reconstruct(model: LoadedModel, args: argparse.Namespace) -> list[dict[str,
         print(f"{source} -> {output}")
     return [{"input": source, "output": output}
             for source, output in zip(args.reconstruct, outputs)]
+
+
+def _transfer_texts(args: argparse.Namespace) -> list[str] | None:
+    """The sentences to transfer (--transfer, then --transfer-file), or None in other modes.
+
+    Also refuses mixed modes and a transfer without --style.
+    """
+    modes = [flag for flag, given in (("--reconstruct", args.reconstruct is not None),
+                                      ("--transfer/--transfer-file", args.transfer is not None
+                                       or args.transfer_file is not None),
+                                      ("--interpolate", args.interpolate is not None)) if given]
+    if len(modes) > 1:
+        raise SamplingError(f"{' and '.join(modes)} are separate modes; give one of them")
+    if modes != ["--transfer/--transfer-file"]:
+        return None
+    if args.style is None or not args.style.strip():
+        raise SamplingError("--transfer and --transfer-file need --style, the style to move the "
+                            "sentences to (e.g. --style sentiment=positive)")
+    texts = list(args.transfer or [])
+    if args.transfer_file is not None:
+        texts += _read_sentences(Path(args.transfer_file))
+    return texts
+
+
+def _read_sentences(path: Path) -> list[str]:
+    """The non-blank lines of a UTF-8 file, stripped."""
+    if not path.is_file():
+        raise SamplingError(f"--transfer-file {path}: "
+                            f"{'is a folder' if path.is_dir() else 'file not found'}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise SamplingError(f"--transfer-file {path} is not UTF-8 text ({error.reason} at byte "
+                            f"{error.start})") from None
+    sentences = [line.strip() for line in text.splitlines() if line.strip()]
+    if not sentences:
+        raise SamplingError(f"--transfer-file {path} holds no sentences (only blank lines)")
+    return sentences
+
+
+def _transfer(model: LoadedModel, texts: list[str], args: argparse.Namespace
+              ) -> list[dict[str, Any]]:
+    # Greedy, as --reconstruct: the sampling options apply to sampling only.
+    transfers = transfer(model, texts, args.style, seed=args.seed, max_len=args.max_len,
+                         truncate=args.truncate)
+    for moved in transfers:
+        print(f"{moved.source} -> {moved.text}  [{style_label(moved.target_style)}]")
+    return [{"source": moved.source, "text": moved.text, "source_style": moved.source_style,
+             "target_style": moved.target_style} for moved in transfers]
+
+
+def _interpolate(model: LoadedModel, args: argparse.Namespace) -> list[dict[str, Any]]:
+    first, last = args.interpolate
+    texts = interpolate(model, first, last, steps=args.steps, style=args.style, seed=args.seed,
+                        max_len=args.max_len, truncate=args.truncate)
+    for number, text in enumerate(texts, start=1):
+        print(f"{number}. {text}")
+    last_index = len(texts) - 1
+    return [{"t": index / last_index, "text": text} for index, text in enumerate(texts)]
 
 
 if __name__ == "__main__":

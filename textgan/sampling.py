@@ -1,9 +1,12 @@
-"""Decoding from a trained model: sampling by style, reconstruction, `print_sampled_sentence`.
+"""Decoding from a trained model: sampling by style, reconstruction, style transfer,
+interpolation, `print_sampled_sentence`.
 
     model = load_for_inference("checkpoints/tiny")     # a run folder or a .pt file
     print_sampled_sentence(model, "sentiment=positive", n=5, temperature=0.8)
     sentences = sample_by_style(model, n_per_style=3, seed=0)   # every style combination
     texts = reconstruct(model, ["the soup was warm ."])
+    moved = transfer(model, ["the soup was warm ."], "sentiment=negative")  # [Transfer(...)]
+    path = interpolate(model, "the soup was warm .", "we enjoy every visit .", steps=5)
 
 or, without loading first, `print_sampled_sentence("checkpoints/tiny")`. The command line front
 end is `python -m textgan.sample`.
@@ -11,6 +14,8 @@ end is `python -m textgan.sample`.
 Which checkpoint a run folder gives (`find_checkpoint`): the adversarial stage's newest
 (`train/train_checkpoint_<it>.pt`), else the pretraining stage's best by validation ELBO, else its
 newest. The EMA weights are used when the checkpoint has them (`use_ema=False` for the raw ones).
+A train-stage checkpoint also holds the discriminator D (`LoadedModel.discriminator`, None for a
+pretrain one), which `transfer` and `interpolate` use to read the style of the given sentences.
 
 Styles: "sentiment=positive,tense=past" names a class per attribute (`parse_style`); an
 attribute left out is drawn from the uniform prior for each sentence. A class may also be given
@@ -33,6 +38,15 @@ Reconstruction (`reconstruct`) encodes with the posterior mean and decodes with 
 where given, else from the prior. A pretrain-stage model was trained with c from the prior (or
 from the label, `pretrain.code_source`) and with nothing making the generator listen to c, so
 its reconstructions mostly ignore c; the adversarial stage is what makes c control the style.
+
+Style transfer (`transfer`) is a reconstruction whose c changes only what was asked for: the
+attributes the style names take the requested class, every other attribute keeps the class D
+reads in the source sentence (so "make it negative" does not also flip the tense at random).
+Without D (a pretrain-stage model) the source style cannot be read: the unnamed attributes are
+drawn from the prior, as `reconstruct` does, with one warning per call. Interpolation
+(`interpolate`) decodes z_t = (1 - t) mu_a + t mu_b for t evenly spaced in [0, 1], all with ONE c
+(the style where given, else D's reading of `a`, else one prior draw), so only z moves along the
+path and its endpoints are the reconstructions of a and b under that c.
 """
 
 from __future__ import annotations
@@ -53,7 +67,8 @@ from torch.nn.utils.rnn import pad_sequence
 from textgan.checkpoint import RunPaths, best_checkpoint, latest_checkpoint, read_checkpoint
 from textgan.config import Config, config_from_dict
 from textgan.errors import CheckpointError, SamplingError, TokenizerError
-from textgan.models import (Encoder, Generator, build_vae, code_dim, fill_missing, one_hot_code)
+from textgan.models import (Discriminator, Encoder, Generator, build_vae, code_dim,
+                             fill_missing, one_hot_code)
 from textgan.models.generator import check_decoding
 from textgan.tokenizer import Tokenizer
 from textgan.models.modes import eval_mode
@@ -77,6 +92,15 @@ class SampledSentence(NamedTuple):
     ended: bool = True  # False when the decoder hit max_len before producing EOS
 
 
+class Transfer(NamedTuple):
+    """One sentence moved to a target style by `transfer`."""
+
+    source: str  # the sentence as given
+    text: str  # its decoding with the target style
+    source_style: dict[str, str]  # D's reading of the source, every attribute ({} without D)
+    target_style: dict[str, str]  # the full style decoded with: requested + kept (or prior)
+
+
 @dataclass
 class LoadedModel:
     """Everything decoding needs. `load_for_inference` builds it from a checkpoint; a training
@@ -91,6 +115,9 @@ class LoadedModel:
     checkpoint: Path | None
     device: torch.device
     weights: str = "model"  # the checkpoint entry the weights came from: "model" or "ema_model"
+    # The adversarial stage's attribute classifier, used to read the style of given sentences;
+    # None for a pretrain-stage model (no D exists yet).
+    discriminator: nn.Module | None = None
 
     @property
     def num_classes(self) -> list[int]:
@@ -181,12 +208,42 @@ def load_for_inference(path: str | Path, *, device: str | torch.device = "cpu",
             f"{checkpoint}: the '{key}' weights do not fit the model its own config describes "
             f"({str(error).splitlines()[0]} ...)") from None
     modules.to(target).eval()
-    log.info("loaded %s (%s stage, %s weights) on %s; attributes: %s", checkpoint, stage,
-             "EMA" if key == "ema_model" else "raw", target,
+    discriminator = None
+    if "discriminator" in state:
+        discriminator = _load_discriminator(state["discriminator"], cfg, tokenizer, attributes,
+                                            checkpoint)
+        discriminator.to(target).eval()
+    log.info("loaded %s (%s stage, %s weights%s) on %s; attributes: %s", checkpoint, stage,
+             "EMA" if key == "ema_model" else "raw",
+             ", with discriminator" if discriminator is not None else "", target,
              describe_attributes(attributes) or "none")
     return LoadedModel(config=cfg, tokenizer=tokenizer, attributes=attributes,
                        encoder=vae.encoder, generator=vae.generator, stage=stage,
-                       checkpoint=checkpoint, device=target, weights=key)
+                       checkpoint=checkpoint, device=target, weights=key,
+                       discriminator=discriminator)
+
+
+def _load_discriminator(weights: object, cfg: Config, tokenizer: Tokenizer,
+                        attributes: Mapping[str, Sequence[str]],
+                        checkpoint: Path) -> Discriminator:
+    """D rebuilt from the checkpoint's own config section and loaded strictly."""
+    if not isinstance(weights, Mapping):
+        raise CheckpointError(f"{checkpoint}: its 'discriminator' entry is a "
+                              f"{type(weights).__name__}, not a state dict")
+    try:
+        discriminator = Discriminator(cfg.discriminator, vocab_size=tokenizer.vocab_size,
+                                      num_classes=[len(c) for c in attributes.values()],
+                                      pad_id=tokenizer.pad_id)
+    except ValueError as error:  # e.g. no attributes: a D has nothing to predict
+        raise CheckpointError(f"{checkpoint}: its discriminator cannot be rebuilt: {error}") \
+            from None
+    try:
+        discriminator.load_state_dict(weights, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{checkpoint}: the 'discriminator' weights do not fit the discriminator its own "
+            f"config describes ({str(error).splitlines()[0]} ...)") from None
+    return discriminator
 
 
 def _checkpoint_tokenizer(meta: Mapping[str, object], checkpoint: Path,
@@ -364,37 +421,109 @@ def reconstruct(model: LoadedModel, sentences: Sequence[str], *, style: StyleSpe
     included) -- longer than anything the model was trained on -- is refused, or cut to that
     length with truncate=True.
     """
-    if isinstance(sentences, str):
-        raise SamplingError("reconstruct takes a list of sentences; wrap one sentence in a list")
-    sentences = list(sentences)
+    sentences = _sentence_list(sentences, "reconstruct")
     if not sentences:
         return []
-    empty = [i for i, text in enumerate(sentences) if not str(text).strip()]
-    if empty:
-        raise SamplingError(f"sentence(s) {empty} to reconstruct are empty; give some text")
     fixed = resolve_style(style, model.attributes)
     max_len = _check_decoding(model, max_len=max_len, strategy=strategy,
                               temperature=temperature, top_k=top_k, top_p=top_p)
-    tokens, lengths = _tokenize(model, sentences, truncate=truncate)  # (N, T), (N,)
+    _, _, z = _encode(model, sentences, truncate=truncate)  # (N, Z)
     if model.stage == PRETRAIN_STAGE and fixed:
         log.info("a pretrain-stage model was not trained to follow c; the style given changes "
                  "its reconstructions little")
-    means = []
-    with torch.no_grad(), eval_mode(model.encoder):
-        for start in range(0, len(sentences), DECODE_BATCH):
-            end = start + DECODE_BATCH
-            # The mean, not a draw: a reconstruction should show what the model encodes, not
-            # one sample of noise around it.
-            means.append(model.encoder(tokens[start:end].to(model.device),
-                                       lengths[start:end]).mean)
-    z = torch.cat(means) if means else torch.zeros(0, model.generator.z_dim,
-                                                   device=model.device)  # (N, Z)
     generator = _seeded(model, seed)
     labels, mask = _style_rows([fixed], model.attributes, model.device)
     n = len(sentences)
     decoded = _generate(model, z, labels.expand(n, -1), mask.expand(n, -1), generator,
                         max_len=max_len, strategy=strategy, temperature=temperature,
                         top_k=top_k, top_p=top_p)
+    return [sentence.text for sentence in decoded]
+
+
+def transfer(model: LoadedModel, sentences: Sequence[str], style: str | Mapping[str, str | int],
+             *, strategy: str = "greedy", seed: int = 0, temperature: float = 1.0,
+             top_k: int = 0, top_p: float = 1.0, max_len: int | None = None,
+             truncate: bool = False) -> list[Transfer]:
+    """Rewrite each sentence in `style`, keeping its content (z) and its other attributes.
+
+    z is the posterior mean of the sentence. c: the attributes `style` names take the requested
+    class; every other attribute keeps the class the discriminator reads in the source sentence,
+    or, for a model without one (pretrain stage), is drawn from the prior (seeded; one warning
+    per call). Encoding, D's reading and decoding each run batched over all sentences (chunks of
+    DECODE_BATCH rows). Long sentences: as `reconstruct` (refused, or cut with truncate=True).
+    """
+    target = _transfer_style(style, model.attributes)
+    max_len = _check_decoding(model, max_len=max_len, strategy=strategy,
+                              temperature=temperature, top_k=top_k, top_p=top_p)
+    sentences = _sentence_list(sentences, "transfer")
+    if not sentences:
+        return []
+    tokens, lengths, z = _encode(model, sentences, truncate=truncate)  # (N, T), (N,), (N, Z)
+    n = len(sentences)
+    requested, mask = _style_rows([target], model.attributes, model.device)  # (1, A) each
+    requested, mask = requested.expand(n, -1), mask.expand(n, -1)  # (N, A)
+    read = _read_styles(model, tokens, lengths)  # (N, A) or None
+    if read is None:
+        _warn_no_discriminator(model, target)
+        labels = requested
+        source_styles: list[dict[str, str]] = [{} for _ in sentences]
+    else:
+        # Every attribute is now fixed (requested, else as read), so the prior draws that
+        # _generate makes are all overridden: with D, only the decoder's draws are random.
+        labels, mask = torch.where(mask, requested, read), torch.ones_like(mask)
+        source_styles = [_named_style(model.attributes, row) for row in read.tolist()]
+    if model.stage == PRETRAIN_STAGE:
+        log.info("a pretrain-stage model was not trained to follow c; its transfers will "
+                 "mostly reproduce the source sentences")
+    decoded = _generate(model, z, labels, mask, _seeded(model, seed), max_len=max_len,
+                        strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p)
+    return [Transfer(source=source, text=out.text, source_style=source_style,
+                     target_style=out.style)
+            for source, out, source_style in zip(sentences, decoded, source_styles)]
+
+
+def interpolate(model: LoadedModel, a: str, b: str, *, steps: int, style: StyleSpec = None,
+                strategy: str = "greedy", seed: int = 0, temperature: float = 1.0,
+                top_k: int = 0, top_p: float = 1.0, max_len: int | None = None,
+                truncate: bool = False) -> list[str]:
+    """`steps` sentences decoded from z_t = (1 - t) mu_a + t mu_b, t = linspace(0, 1, steps).
+
+    mu_a, mu_b: the posterior means of a and b. One c for the whole path, so that only z moves:
+    the attributes `style` names take that class; the others take the class the discriminator
+    reads in `a`, or without one (pretrain stage) a single prior draw (seeded). The endpoints are
+    therefore the reconstructions of a and b under that c. One batched decode.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise SamplingError(f"steps must be a whole number >= 2 (the two endpoints included), "
+                            f"got {steps!r}")
+    for name, text in (("a", a), ("b", b)):
+        if not isinstance(text, str):
+            raise SamplingError(f"interpolate takes two sentences as text; {name} is a "
+                                f"{type(text).__name__}")
+    fixed = resolve_style(style, model.attributes)
+    max_len = _check_decoding(model, max_len=max_len, strategy=strategy,
+                              temperature=temperature, top_k=top_k, top_p=top_p)
+    sentences = _sentence_list([a, b], "interpolate")
+    tokens, lengths, means = _encode(model, sentences, truncate=truncate)  # (2, Z) means
+    labels, mask = _style_rows([fixed], model.attributes, model.device)  # (1, A) each
+    read = _read_styles(model, tokens[:1], lengths[:1])  # D's reading of a: (1, A) or None
+    if read is None:
+        _warn_no_discriminator(model, fixed)
+    else:
+        labels = torch.where(mask, labels, read)
+        mask = torch.ones_like(mask)
+    generator = _seeded(model, seed)
+    # Drawn once, then shared by every step (a per-row draw would change c along the path).
+    labels = fill_missing(labels, mask, model.num_classes, generator=generator)  # (1, A)
+    log.info("interpolating with %s", style_label(_named_style(model.attributes,
+                                                               labels[0].tolist())) or "no c")
+    t = torch.linspace(0.0, 1.0, steps, device=model.device).unsqueeze(1)  # (steps, 1)
+    # Exactly mu_a at t = 0 and mu_b at t = 1 (0 * x + y == y), so the endpoints reproduce
+    # the reconstructions bit for bit.
+    z = (1.0 - t) * means[0] + t * means[1]  # (steps, Z)
+    decoded = _generate(model, z, labels.expand(steps, -1),
+                        torch.ones_like(mask).expand(steps, -1), generator, max_len=max_len,
+                        strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p)
     return [sentence.text for sentence in decoded]
 
 
@@ -477,13 +606,96 @@ def _generate(model: LoadedModel, z: Tensor, labels: Tensor, mask: Tensor,
                                          top_k=top_k, top_p=top_p, generator=generator)
             texts += model.tokenizer.decode(out.tokens.cpu())
             ended += out.ended.tolist()
-    names = list(model.attributes)
-    classes = [list(model.attributes[name]) for name in names]
-    return [SampledSentence(text=text,
-                            style={name: classes[a][index] for a, (name, index)
-                                   in enumerate(zip(names, row))},
-                            ended=done)
+    return [SampledSentence(text=text, style=_named_style(model.attributes, row), ended=done)
             for text, row, done in zip(texts, labels.tolist(), ended)]
+
+
+def _named_style(attributes: Mapping[str, Sequence[str]], row: Sequence[int]) -> dict[str, str]:
+    """Class indices of one row (A,) -> {attribute: class name}."""
+    return {name: list(classes)[index]
+            for (name, classes), index in zip(attributes.items(), row)}
+
+
+def _sentence_list(sentences: Sequence[str], what: str) -> list[str]:
+    """The sentences as a list; a bare string or an empty sentence is a SamplingError."""
+    # A str is a Sequence of characters: without this check each letter would be a sentence.
+    if isinstance(sentences, str):
+        raise SamplingError(f"{what} takes a list of sentences; wrap one sentence in a list")
+    sentences = list(sentences)
+    empty = [i for i, text in enumerate(sentences) if not str(text).strip()]
+    if empty:
+        raise SamplingError(f"sentence(s) {empty} to {what} are empty; give some text")
+    return sentences
+
+
+def _encode(model: LoadedModel, sentences: list[str], *, truncate: bool
+            ) -> tuple[Tensor, Tensor, Tensor]:
+    """Token ids (N, T), lengths (N,) (both on the CPU) and posterior means (N, Z), batched."""
+    tokens, lengths = _tokenize(model, sentences, truncate=truncate)  # (N, T), (N,)
+    means = []
+    with torch.no_grad(), eval_mode(model.encoder):
+        for start in range(0, len(sentences), DECODE_BATCH):
+            end = start + DECODE_BATCH
+            # The mean, not a draw: a reconstruction should show what the model encodes, not
+            # one sample of noise around it.
+            means.append(model.encoder(tokens[start:end].to(model.device),
+                                       lengths[start:end]).mean)
+    z = torch.cat(means) if means else torch.zeros(0, model.generator.z_dim,
+                                                   device=model.device)  # (N, Z)
+    return tokens, lengths, z
+
+
+def _read_styles(model: LoadedModel, tokens: Tensor, lengths: Tensor) -> Tensor | None:
+    """D's most likely class of every attribute for each sentence (N, A); None without D."""
+    if model.discriminator is None:
+        return None
+    rows = []
+    with torch.no_grad(), eval_mode(model.discriminator):
+        for start in range(0, tokens.shape[0], DECODE_BATCH):
+            end = start + DECODE_BATCH
+            # lengths on the model's device too: the CNN reader builds its position weights
+            # from them next to the embeddings.
+            logits = model.discriminator(tokens[start:end].to(model.device),
+                                         lengths[start:end].to(model.device))
+            widths = [int(block.shape[-1]) for block in logits]
+            if widths != model.num_classes:
+                raise SamplingError(
+                    f"the discriminator predicts {widths} classes per attribute, but the "
+                    f"model's attributes have {model.num_classes} "
+                    f"({describe_attributes(model.attributes)})")
+            rows.append(torch.stack([block.argmax(dim=-1) for block in logits], dim=1))
+    return torch.cat(rows)  # (N, A)
+
+
+def _transfer_style(style: object, attributes: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """The target style of a transfer: at least one attribute named."""
+    if not attributes:
+        raise SamplingError("this model has no style attributes (it was trained on an "
+                            "unlabelled corpus): there is no style to transfer to")
+    if style is None:
+        raise SamplingError("transfer needs a target style, e.g. "
+                            f"'{_style_example(attributes)}'")
+    target = resolve_style(style, attributes)  # type: ignore[arg-type]
+    if not target:
+        # Naming nothing would only reconstruct: most likely an empty --style by mistake.
+        raise SamplingError(f"the target style {style!r} names no attribute; name at least one "
+                            f"(e.g. '{_style_example(attributes)}'), or use reconstruct")
+    return target
+
+
+def _style_example(attributes: Mapping[str, Sequence[str]]) -> str:
+    name, classes = next(iter(attributes.items()))
+    return f"{name}={classes[-1]}"
+
+
+def _warn_no_discriminator(model: LoadedModel, fixed: Mapping[str, str]) -> None:
+    """Say once per call that unnamed attributes come from the prior, not the source."""
+    unnamed = [name for name in model.attributes if name not in fixed]
+    if unnamed:
+        log.warning("this %s-stage model has no discriminator to read the style of the given "
+                    "sentences: %s %s drawn from the prior instead of kept from the source "
+                    "(train the adversarial stage, or name every attribute in the style)",
+                    model.stage, ", ".join(unnamed), "is" if len(unnamed) == 1 else "are")
 
 
 def _tokenize(model: LoadedModel, sentences: list[str], *, truncate: bool
