@@ -14,14 +14,19 @@ from typing import Any
 
 import torch
 from ignite.engine import Engine
+from torch import nn
 
-from textgan.config import PretrainConfig
+from textgan.config import PretrainConfig, TrainConfig
 from textgan.data import Batch
 from textgan.losses import (
+    attribute_accuracy,
+    attribute_loss,
     decomposed_kl_loss,
     free_bits_kl,
     gaussian_kl,
+    independence_loss,
     kl_decomposition,
+    prediction_entropy,
     reconstruction_loss,
 )
 from textgan.models import (
@@ -32,8 +37,10 @@ from textgan.models import (
     one_hot_code,
     reparameterize,
     sample_code,
+    soft_generate,
 )
-from textgan.schedules import KL_WEIGHT, WORD_DROPOUT
+from textgan.models.modes import eval_mode, frozen
+from textgan.schedules import HARD_RELAXATION, KL_WEIGHT, TEMPERATURE, WORD_DROPOUT
 
 # Keys of the pretraining step's output, in the order the step computes them.
 PRETRAIN_OUTPUTS = ("loss", "rec", "nll", "kl", "kl_term", "grad_norm")
@@ -100,3 +107,148 @@ def _unique_parameters(*modules: torch.nn.Module) -> list[torch.nn.Parameter]:
         for param in module.parameters():
             seen.setdefault(id(param), param)
     return list(seen.values())
+
+
+# --------------------------------------------------------------------------- adversarial stage
+
+# Keys of the adversarial step's output (floats); warm-up iterations fill only the D part.
+TRAIN_OUTPUTS = ("d_loss", "d_real", "d_fake", "d_entropy", "d_acc_real", "d_acc_fake",
+                 "g_loss", "rec", "kl", "attr_c", "attr_z", "d_grad_norm", "g_grad_norm",
+                 "e_grad_norm")
+
+
+class AdversarialSteps:
+    """The D step and the G+E step of one wake-sleep round (Hu et al. 2017, Algorithm 1).
+
+    D step: L_D = L_s + lambda_u * (CE(D(x_hat), c) + beta * H(D(x_hat))) on real labelled
+    sentences x and hard samples x_hat ~ G(z, c) from the prior (which end at their first EOS).
+    No gradient reaches G: the samples are drawn without one.
+
+    G+E step, one backward over L_VAE + lambda_c * L_attr_c + lambda_z * L_attr_z:
+    - L_VAE = reconstruction + beta * KL of real sentences, c from the label where known, else
+      D's prediction; its gradient trains both E and G (Hu et al.'s E step and the VAE part of
+      the G step).
+    - L_attr_c = -log q_D(c | G_tau(z, c)) on the soft sentence; D's weights are frozen for it,
+      so it trains G alone.
+    - L_attr_z = -log q_E(z | G_tau(z, c)); E's weights are frozen for it (E learns from L_VAE
+      only), so it trains G to write sentences from which z can be read back.
+    Separate optimizers step D, G and E; G owns a shared embedding table.
+    """
+
+    def __init__(self, *, encoder: Encoder, generator: Generator, discriminator: nn.Module,
+                 optimizers: dict[str, torch.optim.Optimizer], cfg: TrainConfig,
+                 num_classes: Sequence[int], max_len: int, class_weights: Sequence[Any],
+                 unk_id: int, pad_id: int, bos_id: int, device: torch.device) -> None:
+        self.encoder, self.generator, self.discriminator = encoder, generator, discriminator
+        self.optimizers, self.cfg = optimizers, cfg
+        self.num_classes, self.max_len = list(num_classes), max_len
+        self.class_weights = list(class_weights)
+        self.unk_id, self.pad_id, self.bos_id, self.device = unk_id, pad_id, bos_id, device
+        self.clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        self.params = {
+            "d": list(discriminator.parameters()),
+            "g": list(generator.parameters()),
+            # a table shared with G is G's: it is in G's optimizer and clipped with G
+            "e": [p for p in encoder.parameters()
+                  if all(p is not q for q in generator.parameters())],
+        }
+
+    def prior(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """z ~ N(0, I) and class labels ~ the uniform prior, one per sentence."""
+        z = torch.randn(batch_size, self.generator.z_dim, device=self.device)
+        return z, sample_code(batch_size, self.num_classes, device=self.device)
+
+    def discriminator_step(self, batch: Batch, warm_up: bool) -> dict[str, float]:
+        cfg, disc = self.cfg, self.discriminator
+        disc.train()
+        real_logits = disc(batch.tokens, batch.lengths)
+        real = attribute_loss(real_logits, batch.labels, batch.label_mask, self.class_weights)
+        real_correct, real_counted = attribute_accuracy(real_logits, batch.labels,
+                                                        batch.label_mask)
+        loss = real.total
+        fake_loss = entropy = fake_acc = torch.zeros((), device=self.device)
+        if not warm_up:
+            z, labels = self.prior(batch.tokens.shape[0])
+            with torch.no_grad(), eval_mode(self.generator):
+                sample = self.generator.decode(z, one_hot_code(labels, self.num_classes),
+                                               max_len=self.max_len, strategy="sample")
+            fake_logits = disc(sample.tokens, sample.lengths)
+            fake_loss = attribute_loss(fake_logits, labels).total
+            entropy = prediction_entropy(fake_logits)
+            loss = loss + cfg.lambda_u * (fake_loss + cfg.entropy_weight * entropy)
+            correct, counted = attribute_accuracy(fake_logits, labels)
+            fake_acc = correct.sum() / counted.sum().clamp(min=1)
+        optimizer = self.optimizers["d"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params["d"], self.clip)
+        optimizer.step()
+        real_acc = real_correct.sum() / real_counted.sum().clamp(min=1)
+        values = torch.stack([loss.detach(), real.total.detach(), fake_loss.detach(),
+                              entropy.detach(), real_acc, fake_acc, grad_norm]).tolist()
+        return dict(zip(("d_loss", "d_real", "d_fake", "d_entropy", "d_acc_real",
+                         "d_acc_fake", "d_grad_norm"), values))
+
+    def generator_step(self, batch: Batch, tau: float, hard: bool) -> dict[str, float]:
+        cfg = self.cfg
+        encoder, generator, disc = self.encoder, self.generator, self.discriminator
+        encoder.train()
+        generator.train()
+
+        # L_VAE on the real sentences, c from the label where known, else from D
+        with torch.no_grad(), eval_mode(disc):
+            predicted = torch.stack([logits.argmax(-1) for logits in
+                                     disc(batch.tokens, batch.lengths)], dim=1) \
+                if self.num_classes else batch.labels
+        labels = torch.where(batch.label_mask, batch.labels, predicted)
+        posterior = encoder(batch.tokens, batch.lengths)
+        z = reparameterize(posterior)
+        inputs = apply_word_dropout(generator.teacher_inputs(batch.tokens), cfg.word_dropout,
+                                    unk_id=self.unk_id, pad_id=self.pad_id, bos_id=self.bos_id)
+        logits = generator(inputs, z, one_hot_code(labels, self.num_classes))
+        rec = reconstruction_loss(logits, batch.tokens, batch.lengths)
+        kl = free_bits_kl(gaussian_kl(posterior.mean, posterior.logvar), cfg.free_bits)
+        vae_loss = rec.per_sentence + cfg.kl_weight * kl.loss_value
+
+        # the soft sentence G_tau(z, c) from the prior, read by a frozen D and a frozen E
+        z_prior, c_labels = self.prior(batch.tokens.shape[0])
+        soft = soft_generate(generator, z_prior, one_hot_code(c_labels, self.num_classes),
+                             max_len=self.max_len, tau=tau, kind=cfg.relaxation, hard=hard)
+        with frozen(disc), eval_mode(disc):
+            attr_c = attribute_loss(disc.forward_soft(soft.probs, soft.weights),
+                                    c_labels).total
+        with frozen(encoder):
+            embedded = encoder.embed_soft(soft.probs) * soft.weights.unsqueeze(-1)
+            generated = encoder.encode_embeddings(embedded, None)
+            attr_z = independence_loss(generated.mean, generated.logvar, z_prior)
+        loss = vae_loss + cfg.lambda_c * attr_c + cfg.lambda_z * attr_z
+
+        for name in ("g", "e"):
+            self.optimizers[name].zero_grad(set_to_none=True)
+        loss.backward()
+        norms = [torch.nn.utils.clip_grad_norm_(self.params[name], self.clip)
+                 for name in ("g", "e")]
+        for name in ("g", "e"):
+            self.optimizers[name].step()
+        values = torch.stack([loss.detach(), rec.per_sentence.detach(), kl.raw.detach(),
+                              attr_c.detach(), attr_z.detach(), *norms]).tolist()
+        return dict(zip(("g_loss", "rec", "kl", "attr_c", "attr_z", "g_grad_norm",
+                         "e_grad_norm"), values))
+
+
+def create_train_trainer(steps: AdversarialSteps, *, d_warmup_steps: int) -> Engine:
+    """One Engine for the stage: D warm-up iterations, then wake-sleep rounds."""
+
+    def step(engine: Engine, batch: Batch) -> dict[str, float]:
+        tokens_in_batch = int(batch.lengths.sum())
+        batch = batch.to(steps.device, non_blocking=True)
+        warm_up = engine.state.iteration <= d_warmup_steps
+        output = dict.fromkeys(TRAIN_OUTPUTS, 0.0)
+        output.update(steps.discriminator_step(batch, warm_up))
+        if not warm_up:
+            output.update(steps.generator_step(batch, getattr(engine.state, TEMPERATURE),
+                                               getattr(engine.state, HARD_RELAXATION) == 1.0))
+        output["tokens"] = tokens_in_batch
+        return output
+
+    return Engine(step)
