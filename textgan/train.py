@@ -5,8 +5,8 @@ On a CPU, after pretraining the same run folder:
     python -m textgan.pretrain --preset tiny && python -m textgan.train --preset tiny   # seconds
     python -m textgan.pretrain && python -m textgan.train                              # minutes
 
-Starts from the pretrain checkpoint of the run folder (the best by validation ELBO; or
---from CKPT, which may come from another folder) with the config and tokenizer stored there;
+Starts from the newest pretrain checkpoint of the run folder (where pretraining ended; or
+--from CKPT, e.g. the best by validation ELBO or one from another folder) with the config and tokenizer stored there;
 this stage's settings (the [train] and [discriminator] sections) come from the preset and
 overrides. First the discriminator D learns the labelled sentences alone (train.d_warmup_steps),
 then every iteration is a wake-sleep round: a D step on real and generated sentences, and one
@@ -34,7 +34,6 @@ from textgan.checkpoint import (
     RNGStates,
     RunMeta,
     RunPaths,
-    best_checkpoint,
     check_compatible,
     default_run_dir,
     latest_checkpoint,
@@ -228,8 +227,11 @@ def find_pretrained(paths: RunPaths, from_checkpoint: str | None) -> Path:
     if not paths.config.is_file():
         raise CheckpointError(f"no pretrained run in {paths.root}: run python -m textgan.pretrain "
                               "with the same --run-dir/--preset first, or pass --from CKPT")
+    # Where pretraining ended, not its best validation ELBO: with a KL weight below 1 the ELBO
+    # (beta = 1) worsens while reconstruction keeps improving (NOTES.md, experiment D); pass
+    # --from <run>/pretrain/best_checkpoint_*.pt to start from the best one instead.
     stage_dir = paths.stage_dir("pretrain")
-    path = best_checkpoint(stage_dir) or latest_checkpoint(stage_dir, "pretrain")
+    path = latest_checkpoint(stage_dir, "pretrain")
     if path is None:
         raise CheckpointError(f"{paths.root} has no pretrain checkpoint in {stage_dir}; run "
                               "python -m textgan.pretrain first")
