@@ -113,8 +113,8 @@ def run_main(main: Callable[[Sequence[str] | None], Any]) -> None:
     try:
         main(sys.argv[1:])
     except TextganError as error:
-        print(f"error: {error}", file=sys.stderr)
+        sys.stderr.write(f"error: {error}\n")
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        sys.stderr.write("interrupted\n")
         sys.exit(130)
