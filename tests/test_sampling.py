@@ -261,15 +261,15 @@ def test_a_replaced_tokenizer_file_is_refused(trained, tmp_path):
         load_for_inference(run / "pretrain" / trained["checkpoint"].name)
 
 
-def test_find_checkpoint_prefers_train_then_pretrain_best_then_latest(tmp_path):
+def test_find_checkpoint_prefers_train_then_pretrain_latest_then_best(tmp_path):
     run = tmp_path / "run"
     (run / "pretrain").mkdir(parents=True)
     (run / "train").mkdir()
+    (run / "pretrain/best_checkpoint_100_elbo=-30.5.pt").touch()
+    assert find_checkpoint(run) == run / "pretrain/best_checkpoint_100_elbo=-30.5.pt"
     for name in ("pretrain/pretrain_checkpoint_10.pt", "pretrain/pretrain_checkpoint_200.pt"):
         (run / name).touch()
     assert find_checkpoint(run) == run / "pretrain/pretrain_checkpoint_200.pt"
-    (run / "pretrain/best_checkpoint_100_elbo=-30.5.pt").touch()
-    assert find_checkpoint(run) == run / "pretrain/best_checkpoint_100_elbo=-30.5.pt"
     for name in ("train/train_checkpoint_9.pt", "train/train_checkpoint_12.pt"):
         (run / name).touch()
     assert find_checkpoint(run) == run / "train/train_checkpoint_12.pt"

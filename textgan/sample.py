@@ -13,8 +13,8 @@ On a CPU (seconds; a model of the tiny preset first, if there is none yet):
     python -m textgan.sample --run-dir checkpoints/tiny --steps 5 \
         --interpolate "the soup was warm ." "we enjoy every visit here ."
 
-The run folder gives its newest adversarial (train stage) checkpoint, else the best pretraining
-checkpoint, else the newest one; --checkpoint picks a file. Every sentence is printed as
+The run folder gives its newest adversarial (train stage) checkpoint, else the newest
+pretraining one (else the best); --checkpoint picks a file. Every sentence is printed as
 "[sentiment=positive, tense=past] text"; attributes left out of --style are drawn from the prior
 for each sentence, and without --style, --n sentences are drawn for every style combination
 (with the same z's, so the groups differ by the style code alone). With --reconstruct the given

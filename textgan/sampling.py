@@ -128,7 +128,7 @@ class LoadedModel:
 
 
 def find_checkpoint(run_dir: str | Path) -> Path:
-    """The checkpoint a run folder stands for: train newest > pretrain best > pretrain newest."""
+    """The checkpoint a run folder stands for: train newest > pretrain newest > pretrain best."""
     root = Path(run_dir)
     if not root.exists():
         raise CheckpointError(f"run folder not found: {root}")
@@ -136,15 +136,17 @@ def find_checkpoint(run_dir: str | Path) -> Path:
         raise CheckpointError(f"{root} is a file, not a run folder (pass it as the checkpoint)")
     paths = RunPaths(root)
     train_dir, pretrain_dir = paths.stage_dir(TRAIN_STAGE), paths.stage_dir(PRETRAIN_STAGE)
-    # The adversarial stage has no validation score that says "better", so its newest wins;
-    # pretraining keeps a best-by-ELBO checkpoint, which beats a later, overfitted one.
-    found = (latest_checkpoint(train_dir, TRAIN_STAGE) or best_checkpoint(pretrain_dir)
-             or latest_checkpoint(pretrain_dir, PRETRAIN_STAGE))
+    # Where training ended, as `python -m textgan.train` starts from: with a KL weight below 1
+    # the best validation ELBO (beta = 1) is an early epoch while reconstruction and samples
+    # keep improving (NOTES.md, experiment D). Pass a best_checkpoint_*.pt file to use it.
+    found = (latest_checkpoint(train_dir, TRAIN_STAGE)
+             or latest_checkpoint(pretrain_dir, PRETRAIN_STAGE) or best_checkpoint(pretrain_dir))
     if found is None:
         raise CheckpointError(
             f"no checkpoint in the run folder {root}: looked for "
-            f"{TRAIN_STAGE}/{TRAIN_STAGE}_checkpoint_*.pt, {PRETRAIN_STAGE}/best_checkpoint_*.pt "
-            f"and {PRETRAIN_STAGE}/{PRETRAIN_STAGE}_checkpoint_*.pt (train one with "
+            f"{TRAIN_STAGE}/{TRAIN_STAGE}_checkpoint_*.pt, "
+            f"{PRETRAIN_STAGE}/{PRETRAIN_STAGE}_checkpoint_*.pt and "
+            f"{PRETRAIN_STAGE}/best_checkpoint_*.pt (train one with "
             f"`python -m textgan.pretrain --run-dir {root}`)")
     return found
 
