@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from textgan.config import ModelConfig
-from textgan.models import (RELAXATIONS, Generator, SoftSentence, Step, alive_weights,
-                            gumbel_noise, relax, soft_generate, straight_through)
+from textgan.models import (RELAXATIONS, SOFT_MASKS, Generator, SoftSentence, Step,
+                            alive_weights, gumbel_noise, position_weights, relax, soft_generate,
+                            straight_through)
 
 # Deliberately not 0/1/2/3, so a hard-coded special id shows up.
 PAD, BOS, EOS = 5, 2, 7
@@ -377,6 +378,46 @@ def test_weights_carry_gradient_of_the_eos_probabilities():
     out = soft_generate(generator, z, c, max_len=4, tau=1.0, kind="softmax")
     out.weights[:, -1].sum().backward()
     assert z.grad.abs().sum() > 0
+
+
+def _hand_sentence() -> tuple[SoftSentence, torch.Tensor]:
+    """Two soft sentences over a 2-word vocabulary (EOS = index 0), and their EOS leaf."""
+    eos_probs = torch.tensor([[0.5, 0.2, 0.25, 0.0], [0.1, 0.8, 0.0, 0.3]], requires_grad=True)
+    probs = torch.stack([eos_probs, 1.0 - eos_probs], dim=-1)  # (2, 4, 2)
+    sentence = SoftSentence(probs=probs, weights=alive_weights(eos_probs),
+                            tokens=torch.zeros(2, 4, dtype=torch.long),
+                            lengths=torch.tensor([1, 2]))  # argmax reading: EOS at 0 and at 1
+    return sentence, eos_probs
+
+
+def test_position_weights_soft_rewards_a_late_eos():
+    sentence, eos_probs = _hand_sentence()
+    weights = position_weights(sentence, "soft")
+    assert weights is sentence.weights
+    # A reader that gains from every alive position pushes every EOS probability down (but the
+    # last one, which no position after it depends on): the lever behind run-on sentences.
+    weights.sum().backward()
+    assert bool((eos_probs.grad[:, :-1] < 0).all()) and bool((eos_probs.grad[:, -1] == 0).all())
+
+
+def test_position_weights_detached_and_hard_leave_eos_no_gradient_from_the_reader():
+    sentence, eos_probs = _hand_sentence()
+    detached = position_weights(sentence, "detached")
+    torch.testing.assert_close(detached, torch.tensor([[1.0, 0.5, 0.4, 0.3],
+                                                       [1.0, 0.9, 0.18, 0.18]]))
+    assert not detached.requires_grad
+    hard = position_weights(sentence, "hard")
+    assert torch.equal(hard, torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]]))
+    assert hard.dtype == torch.float32 and not hard.requires_grad
+    # The words themselves still carry the gradient: EOS is learned from what is written.
+    (sentence.probs[..., 1] * detached).sum().backward()
+    assert eos_probs.grad.abs().sum() > 0
+
+
+def test_position_weights_rejects_unknown_masks():
+    assert SOFT_MASKS == ("soft", "detached", "hard")
+    with pytest.raises(ValueError, match="unknown soft mask 'fuzzy'"):
+        position_weights(_hand_sentence()[0], "fuzzy")
 
 
 def test_soft_generation_is_seeded_by_noise():

@@ -98,11 +98,12 @@ def test_the_generator_step_trains_g_and_e_but_never_d(relaxation):
     assert out["attr_c"] > 0 and out["attr_z"] > 0
 
 
-def test_attribute_and_independence_losses_reach_g_and_not_e():
+@pytest.mark.parametrize("soft_mask", ["soft", "detached", "hard"])
+def test_attribute_and_independence_losses_reach_g_and_not_e(soft_mask):
     """With L_VAE's weight gone, only the two losses through the soft sentence remain."""
     for name, keep in (("lambda_c", "attr_c"), ("lambda_z", "attr_z")):
         other = {"lambda_c": 0.0, "lambda_z": 0.0, name: 1.0}
-        steps, vae, disc = make_steps(kl_weight=0.0, **other)
+        steps, vae, disc = make_steps(kl_weight=0.0, soft_mask=soft_mask, **other)
         g_before = [p.detach().clone() for p in vae.generator.parameters()]
         e_before = [p.detach().clone() for p in steps.params["e"]]
         # drop the VAE term by replacing the real batch's reconstruction with a constant

@@ -260,6 +260,12 @@ class TrainConfig:
     hard_after_steps: int = setting(
         0, "st_gumbel: soft (plain Gumbel-softmax) for this many wake-sleep steps, then "
            "straight-through hard samples", ge=0)
+    soft_mask: str = setting(
+        "detached", "how D and E weight the positions of the soft sentence: soft = P(no EOS "
+                    "before t) with its gradient (G can then delay EOS to give the style loss "
+                    "more positions: sentences run on), detached = the same weights as "
+                    "constants, hard = up to the argmax reading's first EOS (Hu et al.'s code)",
+        choices=("soft", "detached", "hard"))
     tau_schedule: str = setting("exponential", "temperature annealing toward tau_min",
                                 choices=("exponential", "linear", "tanh", "constant"))
     tau_start: float = setting(1.0, "temperature at the first wake-sleep step", gt=0.0)

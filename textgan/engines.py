@@ -35,6 +35,7 @@ from textgan.models import (
     apply_word_dropout,
     fill_missing,
     one_hot_code,
+    position_weights,
     reparameterize,
     sample_code,
     soft_generate,
@@ -214,12 +215,17 @@ class AdversarialSteps:
         z_prior, c_labels = self.prior(batch.tokens.shape[0])
         soft = soft_generate(generator, z_prior, one_hot_code(c_labels, self.num_classes),
                              max_len=self.max_len, tau=tau, kind=cfg.relaxation, hard=hard)
+        weights = position_weights(soft, cfg.soft_mask)  # (B, T)
         with frozen(disc), eval_mode(disc):
-            attr_c = attribute_loss(disc.forward_soft(soft.probs, soft.weights),
-                                    c_labels).total
+            attr_c = attribute_loss(disc.forward_soft(soft.probs, weights), c_labels).total
         with frozen(encoder):
-            embedded = encoder.embed_soft(soft.probs) * soft.weights.unsqueeze(-1)
-            generated = encoder.encode_embeddings(embedded, None)
+            # E was trained on real sentences read to their end; read to the argmax reading's
+            # end, a generated one looks like them. Reading all max_len positions (the faded
+            # tail too) ran the bidirectional GRU through ~10 near-zero inputs into states it
+            # never saw: q_E(z|x_hat) was noise, L_attr_z stayed ~44 nats and its gradient
+            # wore down G's grammar (NOTES.md, experiment G).
+            embedded = encoder.embed_soft(soft.probs) * weights.unsqueeze(-1)
+            generated = encoder.encode_embeddings(embedded, soft.lengths)
             attr_z = independence_loss(generated.mean, generated.logvar, z_prior)
         loss = vae_loss + cfg.lambda_c * attr_c + cfg.lambda_z * attr_z
 

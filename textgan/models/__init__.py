@@ -23,7 +23,8 @@ from textgan.models.encoder import Encoder, Posterior, make_embedding, reparamet
 from textgan.models.generator import (Decoded, Generator, Step, apply_word_dropout, choose_next,
                                       filter_top_k, filter_top_p, shift_right)
 from textgan.models.relaxation import RELAXATIONS, gumbel_noise, relax, straight_through
-from textgan.models.soft import SoftSentence, alive_weights, soft_generate
+from textgan.models.soft import (SOFT_MASKS, SoftSentence, alive_weights, position_weights,
+                                 soft_generate)
 
 
 class VAE(NamedTuple):
@@ -58,8 +59,8 @@ def vae_parameters(vae: VAE) -> list[nn.Parameter]:
 
 
 __all__ = [
-    "RELAXATIONS", "SoftSentence", "alive_weights", "gumbel_noise", "relax", "soft_generate",
-    "straight_through",
+    "RELAXATIONS", "SOFT_MASKS", "SoftSentence", "alive_weights", "gumbel_noise",
+    "position_weights", "relax", "soft_generate", "straight_through",
     "VAE", "Decoded", "Discriminator", "Encoder", "Generator", "Posterior", "Step",
     "apply_word_dropout", "build_vae", "choose_next", "code_dim", "code_offsets", "fill_missing",
     "filter_top_k", "filter_top_p", "hard_weights", "make_embedding", "one_hot_code",

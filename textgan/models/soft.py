@@ -30,6 +30,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from textgan.losses import length_mask
 from textgan.models.generator import Generator
 from textgan.models.relaxation import RELAXATIONS, relax
 
@@ -51,6 +52,28 @@ def alive_weights(eos_probs: Tensor) -> Tensor:
     """
     kept = torch.cumprod(1.0 - eos_probs.float(), dim=1)  # (B, T) no EOS up to and incl. t
     return torch.cat([torch.ones_like(kept[:, :1]), kept[:, :-1]], dim=1)
+
+
+SOFT_MASKS = ("soft", "detached", "hard")
+
+
+def position_weights(sentence: SoftSentence, mask: str) -> Tensor:
+    """(B, T) fp32 weights with which D and E read the positions of a soft sentence.
+
+    "soft": P(no EOS before t), differentiable -- the EOS probabilities then get a gradient from
+    whatever reads the sentence, and a style loss that gains from more style-bearing positions
+    teaches G to delay EOS (sentences run on: NOTES.md, experiment E). "detached": the same
+    weights as constants, so EOS is learned from the sentence's content alone. "hard": 1 up to
+    and including the argmax reading's first EOS, 0 after, as Hu et al.'s code cuts soft
+    sentences at the length of their hard reading.
+    """
+    if mask == "soft":
+        return sentence.weights
+    if mask == "detached":
+        return sentence.weights.detach()
+    if mask == "hard":
+        return length_mask(sentence.lengths, sentence.weights.shape[1]).float()
+    raise ValueError(f"unknown soft mask '{mask}' (use one of {SOFT_MASKS})")
 
 
 def soft_generate(generator: Generator, z: Tensor, c: Tensor, *, max_len: int, tau: float,
