@@ -1,0 +1,218 @@
+"""python -m textgan.evaluate on a tiny trained run; IW-NLL by hand; bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import textgan.evaluate as evaluate
+import textgan.pretrain as pretrain
+import textgan.train as train
+from textgan.config import load_config
+from textgan.corpora import load_corpus
+from textgan.corpora.oracle import parse_many
+from textgan.data import Batch
+from textgan.errors import CheckpointError, SamplingError
+from textgan.evaluation.report import flat_scalars
+from textgan.evaluation.vae_health import importance_weighted_nll
+from textgan.losses import gaussian_log_density, reconstruction_loss
+from textgan.models import build_vae, one_hot_code
+
+FAST = ["--preset", "tiny", "--no-progress"]
+SMALL = ["--n", "40", "--curve-n", "20", "--curve-temperatures", "0.7,1.0", "--transfer-n", "20",
+         "--iw-samples", "4", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """A tiny run trained through both stages and evaluated once."""
+    import datasets.config
+
+    import textgan.corpora.synthetic as synthetic
+
+    root = tmp_path_factory.mktemp("evaluated")
+    run = root / "run"
+    with pytest.MonkeyPatch.context() as patch:  # module scope: conftest's redirections by hand
+        patch.setattr(synthetic, "default_root", lambda: root / "corpora")
+        patch.setattr(datasets.config, "HF_DATASETS_CACHE", str(root / "hf-cache"))
+        pretrain.main([*FAST, "--run-dir", str(run), "--pretrain.epochs=1"])
+        train.main([*FAST, "--run-dir", str(run), "--train.epochs=1"])
+        report = evaluate.main(["--run-dir", str(run), *SMALL])
+    return run, report
+
+
+def test_the_report_holds_every_metric_of_the_issue(evaluated):
+    run, report = evaluated
+    gen = report["generation"]
+    for attribute in ("sentiment", "tense"):
+        assert 0 <= gen["judge"][f"acc_{attribute}"] <= 1
+        assert 0 <= gen["oracle"][f"acc_{attribute}"] <= 1
+    assert {"acc_sentiment=negative", "acc_sentiment=positive"} <= set(gen["judge"])
+    for key in ("judge_lm_ppl", "novelty", "ended", "length_mean", "test_length_mean"):
+        assert math.isfinite(gen[key]), key
+    assert 0 <= gen["oracle"]["grammatical"] <= 1
+    div = report["diversity"]
+    for n in (2, 3, 4):
+        assert 0 <= div[f"bleu_{n}"] <= 100 and 0 <= div[f"self_bleu_{n}"] <= 100
+        assert "leave-one-out" in div["signatures"][f"self_bleu_{n}"]
+    assert {"distinct_1", "distinct_2", "distinct_3"} <= set(div)
+    for attribute in ("sentiment", "tense"):
+        entry = report["transfer"][attribute]
+        assert {"judge_acc", "judge_other_kept", "bleu_source", "oracle"} <= set(entry)
+        assert {"acc", "content", "grammatical"} <= set(entry["oracle"])
+    assert report["transfer"]["bleu_signature"].startswith("nrefs:1")
+    vae = report["vae"]
+    assert vae["iw_samples"] == 4 and math.isfinite(vae["iw_nll_per_token"])
+    assert len(vae["kl_per_dim"]) == load_config("tiny").model.z_dim
+    assert {"kl", "mi", "active_units"} <= set(vae)
+    assert [p["temperature"] for p in report["curve"]] == [0.7, 1.0]
+    assert report["judges"]["classifier_test_accuracy"]
+    settings = report["settings"]
+    assert settings["n"] == 40 and settings["seed"] == 0 and settings["stage"] == "train"
+    # what was written: JSON equal to the report, the readable table, the plot, TensorBoard
+    assert json.loads((run / "report.json").read_text())["diversity"]["bleu_4"] == div["bleu_4"]
+    markdown = (run / "report.md").read_text()
+    assert "| self_bleu_4 |" in markdown and "Quality-diversity curve" in markdown
+    assert (run / "quality_diversity.png").read_bytes()[:4] == b"\x89PNG"
+    assert list((run / "tb" / "evaluate").glob("events.out.tfevents.*"))
+    assert "generation/judge/acc_sentiment" in flat_scalars(report)
+
+
+def test_the_same_seed_gives_the_same_report(evaluated, tmp_path):
+    run, report = evaluated
+    again = evaluate.main(["--run-dir", str(run), *SMALL, "--no-curve"])
+    assert again["generation"] == report["generation"]
+    assert again["diversity"] == report["diversity"]
+    assert again["vae"]["iw_nll_per_token"] == report["vae"]["iw_nll_per_token"]
+
+
+def test_a_transfer_file_with_references(evaluated, tmp_path):
+    run, _ = evaluated
+    sentences = tmp_path / "mine.txt"
+    sentences.write_text("my nephew was annoyed with the speaker .\n\nthe steak is great .\n")
+    references = tmp_path / "mine.ref.txt"
+    references.write_text("my nephew was thrilled with the speaker .\nthe steak is great .\n")
+    report = evaluate.main(["--run-dir", str(run), *SMALL, "--no-curve", "--transfer-file",
+                            str(sentences), "--style", "sentiment=positive", "--references",
+                            str(references)])
+    entry = report["transfer_file"]
+    assert entry["n"] == 2 and 0 <= entry["judge_acc_sentiment"] <= 1
+    assert 0 <= entry["bleu_references"] <= 100 and 0 <= entry["bleu_source"] <= 100
+
+
+def test_a_reference_file_of_another_length_is_refused(evaluated, tmp_path):
+    run, _ = evaluated
+    sentences = tmp_path / "mine.txt"
+    sentences.write_text("the steak is great .\nthe soup was cold .\n")
+    references = tmp_path / "short.txt"
+    references.write_text("the steak is bad .\n")
+    with pytest.raises(SamplingError, match="has 1 sentences but the transfer file .* has 2"):
+        evaluate.main(["--run-dir", str(run), *SMALL, "--transfer-file", str(sentences),
+                       "--style", "sentiment=negative", "--references", str(references)])
+    with pytest.raises(SamplingError, match="needs --style"):
+        evaluate.main(["--run-dir", str(run), *SMALL, "--transfer-file", str(sentences)])
+
+
+def test_a_missing_run_folder_is_a_one_line_error(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        evaluate.main(["--run-dir", str(tmp_path / "nowhere"), "--no-progress"])
+    result = subprocess.run([sys.executable, "-m", "textgan.evaluate", "--run-dir",
+                             str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: run folder") and "Traceback" not in result.stderr
+
+
+def test_train_judges_refuses_to_overwrite_without_asking(evaluated):
+    run, _ = evaluated
+    with pytest.raises(CheckpointError, match="--retrain-judges"):
+        evaluate.main(["train-judges", "--run-dir", str(run), "--no-progress"])
+
+
+def test_the_oracle_scores_the_synthetic_test_split_perfectly(tiny_config):
+    corpus = load_corpus(tiny_config.data)
+    test = corpus.splits["test"]
+    parses = parse_many(test["text"])
+    assert len(parses) > 0 and all(p.grammatical for p in parses)
+    for attribute, classes in corpus.attributes.items():
+        assert [p.attributes[attribute] for p in parses] == [classes[i] for i in test[attribute]]
+
+
+# --------------------------------------------------------------------------- IW-NLL by hand
+
+NUM_CLASSES = [2]
+
+
+def _tiny_vae():
+    cfg = load_config("tiny")
+    torch.manual_seed(0)
+    vae = build_vae(cfg.model, vocab_size=12, code_dim=2, pad_id=0, bos_id=2, eos_id=3)
+    vae.encoder.eval()
+    vae.generator.eval()
+    return vae
+
+
+def _batch(labels):
+    tokens = torch.tensor([[5, 6, 7, 3], [8, 9, 3, 0]])
+    labels = torch.tensor(labels)
+    return Batch(tokens=tokens, lengths=torch.tensor([4, 3]), labels=labels,
+                 label_mask=labels >= 0)
+
+
+def _log_weights(vae, batch, z, labels):
+    """(B,) log p(x|z,c) + log p(z) - log q(z|x) for z (B, Z) and class labels (B,)."""
+    posterior = vae.encoder(batch.tokens, batch.lengths)
+    code = one_hot_code(torch.as_tensor(labels).view(-1, 1), NUM_CLASSES)
+    logits = vae.generator(vae.generator.teacher_inputs(batch.tokens), z, code)
+    log_px = -reconstruction_loss(logits, batch.tokens, batch.lengths).nll_sum
+    log_pz = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z)).sum(-1)
+    log_q = gaussian_log_density(z, posterior.mean, posterior.logvar).sum(-1)
+    return log_px + log_pz - log_q
+
+
+@torch.no_grad()
+def test_iw_nll_with_one_sample_is_minus_the_single_sample_elbo():
+    vae = _tiny_vae()
+    batch = _batch([[0], [1]])
+    iw = importance_weighted_nll(vae.encoder, vae.generator, [batch], num_classes=NUM_CLASSES,
+                                 samples=1, seed=3)
+    posterior = vae.encoder(batch.tokens, batch.lengths)
+    eps = torch.randn((1, 2, posterior.mean.shape[1]),
+                      generator=torch.Generator().manual_seed(3))[0]
+    z = posterior.mean + eps * torch.exp(0.5 * posterior.logvar)
+    expected = -_log_weights(vae, batch, z, [0, 1])
+    assert iw.nll_per_sentence == pytest.approx(float(expected.mean()), rel=1e-5)
+    assert iw.nll_per_token == pytest.approx(float(expected.sum()) / 7, rel=1e-5)
+
+
+@torch.no_grad()
+def test_a_missing_label_is_marginalised_over_its_classes():
+    vae = _tiny_vae()
+    batch = _batch([[-1], [-1]])
+    iw = importance_weighted_nll(vae.encoder, vae.generator, [batch], num_classes=NUM_CLASSES,
+                                 samples=1, seed=5)
+    posterior = vae.encoder(batch.tokens, batch.lengths)
+    eps = torch.randn((1, 2, posterior.mean.shape[1]),
+                      generator=torch.Generator().manual_seed(5))[0]
+    z = posterior.mean + eps * torch.exp(0.5 * posterior.logvar)
+    both = torch.stack([_log_weights(vae, batch, z, [label, label]) for label in (0, 1)])
+    expected = -(torch.logsumexp(both, dim=0) - math.log(2))  # p(x) = 1/2 p(x|0) + 1/2 p(x|1)
+    assert iw.nll_per_sentence == pytest.approx(float(expected.mean()), rel=1e-5)
+
+
+@torch.no_grad()
+def test_more_importance_samples_tighten_the_bound_on_average():
+    vae = _tiny_vae()
+    batch = _batch([[0], [1]])
+    one = [importance_weighted_nll(vae.encoder, vae.generator, [batch], num_classes=NUM_CLASSES,
+                                   samples=1, seed=s).nll_per_sentence for s in range(20)]
+    many = importance_weighted_nll(vae.encoder, vae.generator, [batch],
+                                   num_classes=NUM_CLASSES, samples=64, seed=0).nll_per_sentence
+    assert many <= sum(one) / len(one)
+    with pytest.raises(ValueError, match="samples must be >= 1"):
+        importance_weighted_nll(vae.encoder, vae.generator, [batch], num_classes=NUM_CLASSES,
+                                samples=0)
