@@ -127,6 +127,16 @@ def test_a_missing_run_folder_is_a_one_line_error(tmp_path):
     assert result.stderr.startswith("error: run folder") and "Traceback" not in result.stderr
 
 
+def test_a_checkpoint_is_found_inside_the_run_folder_or_refused(evaluated):
+    run, _ = evaluated
+    inside = next((run / "pretrain").glob("pretrain_checkpoint_*.pt"))
+    report = evaluate.main(["--run-dir", str(run), *SMALL, "--no-curve", "--checkpoint",
+                            f"pretrain/{inside.name}"])
+    assert report["settings"]["stage"] == "pretrain"
+    with pytest.raises(CheckpointError, match="checkpoint nothing.pt not found"):
+        evaluate.main(["--run-dir", str(run), *SMALL, "--checkpoint", "nothing.pt"])
+
+
 def test_train_judges_refuses_to_overwrite_without_asking(evaluated):
     run, _ = evaluated
     with pytest.raises(CheckpointError, match="--retrain-judges"):

@@ -7,8 +7,9 @@ On a CPU, after pretraining the same run folder:
 
 Starts from the newest pretrain checkpoint of the run folder (where pretraining ended; or
 --from CKPT, e.g. the best by validation ELBO or one from another folder) with the config and tokenizer stored there;
-this stage's settings (the [train] and [discriminator] sections) come from the preset and
-overrides. First the discriminator D learns the labelled sentences alone (train.d_warmup_steps),
+this stage's settings (the [train] and [discriminator] sections) are the ones saved in the run
+folder when it was created (from its preset), changed by overrides -- or taken afresh from
+--preset/--config when one is given (the pretrain sections must still match). First the discriminator D learns the labelled sentences alone (train.d_warmup_steps),
 then every iteration is a wake-sleep round: a D step on real and generated sentences, and one
 G+E step (VAE loss, attribute loss through D on the soft generated sentence, independence
 loss through the encoder). Checkpoints go to <run>/train, TensorBoard to <run>/tb/train.

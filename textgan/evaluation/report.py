@@ -45,7 +45,7 @@ from textgan.corpora import load_corpus
 from textgan.corpora.oracle import parse_many
 from textgan.data import make_loader, tokenize_corpus
 from textgan.errors import CheckpointError, SamplingError
-from textgan.evaluation.diversity import distinct, self_bleu, set_bleu
+from textgan.evaluation.diversity import distinct, novelty, self_bleu, set_bleu
 from textgan.evaluation.judges import Judges, ensure_judges
 from textgan.evaluation.oracle_scores import score_samples, score_transfers
 from textgan.evaluation.vae_health import importance_weighted_nll
@@ -95,7 +95,7 @@ def evaluate_run(settings: EvalSettings) -> dict[str, Any]:
     if not run_dir.is_dir():
         raise CheckpointError(f"run folder {run_dir} does not exist (train one with "
                               f"`python -m textgan.pretrain --run-dir {run_dir}`)")
-    checkpoint = Path(settings.checkpoint) if settings.checkpoint else find_checkpoint(run_dir)
+    checkpoint = _checkpoint_path(run_dir, settings.checkpoint)
     model = load_for_inference(checkpoint, device=settings.device)
     user_sentences, references = _read_transfer_inputs(settings)
     cfg = model.config
@@ -143,6 +143,16 @@ def evaluate_run(settings: EvalSettings) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- inputs
+
+
+def _checkpoint_path(run_dir: Path, given: str | None) -> Path:
+    """The run folder's choice, or the file given (looked up inside the run folder as well)."""
+    if not given:
+        return find_checkpoint(run_dir)
+    for candidate in (Path(given), run_dir / given):
+        if candidate.is_file():
+            return candidate
+    raise CheckpointError(f"checkpoint {given} not found (nor in {run_dir})")
 
 
 def _read_transfer_inputs(settings: EvalSettings) -> tuple[list[str] | None, list[str] | None]:
@@ -223,7 +233,7 @@ def _generation_metrics(samples: Sequence[SampledSentence], model: LoadedModel, 
         "n": len(samples),
         "judge": _style_accuracy(samples, model, judges),
         "judge_lm_ppl": judges.perplexity(texts),
-        "novelty": _novelty(texts, train_texts),
+        "novelty": novelty(texts, train_texts),
         "ended": float(np.mean([s.ended for s in samples])),
         "length_mean": statistics.fmean(sample_lengths),
         "length_std": statistics.pstdev(sample_lengths),
@@ -233,11 +243,6 @@ def _generation_metrics(samples: Sequence[SampledSentence], model: LoadedModel, 
     if oracle:
         metrics["oracle"] = score_samples(samples)
     return metrics
-
-
-def _novelty(texts: Sequence[str], train_texts: Sequence[str]) -> float:
-    train = {" ".join(t.split()) for t in train_texts}
-    return sum(" ".join(t.split()) not in train for t in texts) / len(texts)
 
 
 def _diversity_metrics(texts: Sequence[str], test_texts: Sequence[str]) -> dict[str, Any]:
