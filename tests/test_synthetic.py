@@ -255,11 +255,21 @@ def test_ensure_corpus_regenerates_an_incomplete_or_stale_corpus(tmp_path, textg
 
 
 @pytest.mark.real_synthetic_root
-def test_default_root_is_the_git_ignored_folder_in_a_checkout():
+def test_default_root_is_the_git_ignored_folder_in_a_checkout(monkeypatch):
+    monkeypatch.delenv(synthetic.SYNTHETIC_ROOT_ENV, raising=False)
     repo = Path(__file__).resolve().parents[1]
     assert synthetic.default_root() == repo / "corpora" / "synthetic" / "generated"
     ignored = (repo / ".gitignore").read_text(encoding="utf-8").splitlines()
     assert "corpora/synthetic/generated/" in ignored
+
+
+@pytest.mark.real_synthetic_root
+def test_default_root_follows_the_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv(synthetic.SYNTHETIC_ROOT_ENV, str(tmp_path / "elsewhere"))
+    assert synthetic.default_root() == tmp_path / "elsewhere"
+    assert synthetic.ensure_corpus(60, 1) == tmp_path / "elsewhere" / "n60-seed1"
+    monkeypatch.setenv(synthetic.SYNTHETIC_ROOT_ENV, "")  # empty: as if unset
+    assert synthetic.default_root() != tmp_path / "elsewhere"
 
 
 # --------------------------------------------------------------------------- command line

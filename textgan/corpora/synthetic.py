@@ -45,6 +45,8 @@ DEFAULT_FRACTIONS = (0.9, 0.05, 0.05)
 # In a source checkout the cache sits beside the shipped corpora (git-ignored); an installed
 # package has no such folder and uses the user's cache instead.
 _REPO_SYNTHETIC = Path(__file__).resolve().parents[2] / "corpora" / "synthetic"
+# Set it to a folder to cache generated corpora there instead (default_root).
+SYNTHETIC_ROOT_ENV = "TEXTGAN_SYNTHETIC_ROOT"
 
 
 class SyntheticSentence(NamedTuple):
@@ -230,7 +232,15 @@ def _install(tmp: Path, target: Path) -> None:
 
 
 def default_root() -> Path:
-    """Where ensure_corpus caches corpora: corpora/synthetic/generated/ in a checkout."""
+    """Where ensure_corpus caches corpora: $TEXTGAN_SYNTHETIC_ROOT when set, else
+    corpora/synthetic/generated/ in a checkout, else the user's cache folder.
+
+    The variable exists for processes that cannot be patched from outside, e.g. the Jupyter
+    kernel that the notebook tests start: it keeps their generated corpora out of the repo.
+    """
+    override = os.environ.get(SYNTHETIC_ROOT_ENV)
+    if override:
+        return Path(override)
     if _REPO_SYNTHETIC.is_dir():
         return _REPO_SYNTHETIC / "generated"
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
