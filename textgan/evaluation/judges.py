@@ -63,6 +63,7 @@ from textgan.config import read_config
 from textgan.corpora import MISSING_LABEL, load_corpus
 from textgan.data import make_loader, tokenize_corpus
 from textgan.errors import CheckpointError, ConfigError
+from textgan.evaluation.jsonfile import write_json_atomic
 from textgan.losses import reconstruction_loss
 from textgan.tokenizer import Tokenizer
 
@@ -607,10 +608,7 @@ def save_judges(judges: Judges, run_dir: str | Path) -> Path:
         "classifier": CLASSIFIER_FILE if judges.classifier is not None else None,
         "lm": LM_FILE}}
     judges.report = report
-    tmp = folder / (REPORT_FILE + ".tmp")
-    tmp.write_text(json.dumps(_finite(report), indent=2, allow_nan=False) + "\n",
-                   encoding="utf-8")
-    os.replace(tmp, folder / REPORT_FILE)
+    write_json_atomic(folder / REPORT_FILE, report)
     log.info("judges saved to %s", folder)
     return folder
 
@@ -768,17 +766,6 @@ def _safe_exp(value: float) -> float:
         return math.exp(value)
     except OverflowError:
         return math.inf
-
-
-def _finite(value: Any) -> Any:
-    """The report with inf/nan floats as None: strict JSON has no such numbers."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
 
 
 def _format_accuracy(accuracy: Mapping[str, float | None]) -> str:

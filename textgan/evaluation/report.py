@@ -23,10 +23,7 @@ Sections (each records its N, seed and settings; see README "Evaluation" for the
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -36,16 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from sacrebleu.metrics import BLEU
 from tqdm.auto import tqdm
 
-from textgan.config import read_config
 from textgan.corpora import load_corpus
 from textgan.corpora.oracle import parse_many
 from textgan.data import make_loader, tokenize_corpus
 from textgan.errors import CheckpointError, SamplingError
 from textgan.evaluation.diversity import distinct, novelty, self_bleu, set_bleu
+from textgan.evaluation.jsonfile import write_json_atomic, write_text_atomic
 from textgan.evaluation.judges import Judges, ensure_judges
 from textgan.evaluation.oracle_scores import score_samples, score_transfers
 from textgan.evaluation.vae_health import importance_weighted_nll
@@ -430,30 +426,13 @@ def _progress(steps: Sequence[str], enabled: bool, timings: dict[str, float]
 def write_report(report: Mapping[str, Any], run_dir: Path) -> dict[str, Path]:
     """report.json, report.md and the quality-diversity PNG in the run folder; TB scalars."""
     out = {"json": run_dir / REPORT_JSON, "md": run_dir / REPORT_MD}
-    _write_atomic(out["json"], json.dumps(_finite(report), indent=2) + "\n")
-    _write_atomic(out["md"], render_markdown(report))
+    write_json_atomic(out["json"], report)
+    write_text_atomic(out["md"], render_markdown(report))
     if report.get("curve"):
         out["png"] = run_dir / CURVE_PNG
         plot_curve(report["curve"], out["png"])
     _write_tensorboard(report, run_dir / "tb" / "evaluate")
     return out
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN/inf: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def flat_scalars(report: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
