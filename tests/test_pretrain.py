@@ -198,3 +198,12 @@ def test_early_stopping_ends_the_stage_and_a_rerun_says_so(tmp_path, caplog):
     again = run(tmp_path / "run", "--pretrain.epochs=6", "--pretrain.patience=1",
                 "--pretrain.lr=1e-12")
     assert again["already_finished"] and "stopped early" in caplog.text
+
+
+def test_a_time_limit_stops_with_a_checkpoint_and_a_rerun_goes_on(tmp_path):
+    run = str(tmp_path / "run")
+    # a fraction of a second (ignite's own TimeLimit refused floats): stops after one step
+    stopped = pretrain.main([*FAST, "--run-dir", run, "--pretrain.time_limit=0.001"])
+    assert stopped["iteration"] == 1 and stopped["last_checkpoint"].endswith("_1.pt")
+    finished = pretrain.main([*FAST, "--run-dir", run])  # the limit is a runtime key
+    assert finished["resumed_from"].endswith("_1.pt") and finished["epoch"] == 2

@@ -17,13 +17,16 @@ cuda generator states). It holds only tensors and plain containers, so it loads 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import ignite.distributed as idist
 import numpy as np
 import torch
 from ignite.engine import Engine
@@ -36,6 +39,7 @@ from textgan.config import (
     config_to_dict,
     runtime_keys,
 )
+from textgan import parallel
 from textgan.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -88,11 +92,18 @@ class RunMeta:
 
 
 class RNGStates:
-    """The global random generators, so a resumed run draws the same dropout masks and noise."""
+    """The global random generators, so a resumed run draws the same dropout masks and noise.
+
+    Data-parallel runs draw different noise in each process: the checkpoint (written by rank 0)
+    also holds every process's torch generators, gathered when it is saved. A resume with the
+    same number of processes gives each its own back; with another number, rank 0 takes rank
+    0's and each other process a generator seeded from rank 0's state and its rank, so the
+    streams still differ and a second resume repeats the first.
+    """
 
     def state_dict(self) -> dict[str, Any]:
         name, keys, pos, has_gauss, cached = np.random.get_state()
-        return {
+        state = {
             "python": random.getstate(),
             # numpy's legacy state holds an ndarray, which weights_only loading refuses: store
             # the key as a tensor and rebuild the tuple on load.
@@ -100,14 +111,38 @@ class RNGStates:
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
+        # While Ctrl-C is being handled the peers may be gone: no collective then (the resume
+        # re-seeds the other processes as after a change of world size).
+        if parallel.world_size() > 1 and sys.exc_info()[0] is not KeyboardInterrupt:
+            state["torch_by_rank"] = _gather_rows(torch.get_rng_state())
+            if torch.cuda.is_available():
+                state["cuda_by_rank"] = _gather_rows(torch.cuda.get_rng_state())
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         random.setstate(state["python"])
         name, keys, pos, has_gauss, cached = state["numpy"]
         np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        rank, size = parallel.rank(), parallel.world_size()
+        saved = state.get("torch_by_rank")
+        if saved is not None and len(saved) == size:
+            # a row of the stacked states is a view at an offset, which set_rng_state reads
+            # from its storage's start (a segfault in torch 2.13): hand it a copy
+            torch.set_rng_state(saved[rank].clone())
+            if torch.cuda.is_available() and "cuda_by_rank" in state:
+                torch.cuda.set_rng_state(state["cuda_by_rank"][rank].clone())
+            return
         torch.set_rng_state(state["torch"])
         if state["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
+        if rank > 0:
+            digest = hashlib.sha256(state["torch"].numpy().tobytes() + bytes([rank % 256]))
+            torch.manual_seed(int.from_bytes(digest.digest()[:8], "little") + rank)
+
+
+def _gather_rows(state: torch.Tensor) -> torch.Tensor:
+    """(world_size, n) uint8: one row per process, in rank order."""
+    return idist.all_gather(state.unsqueeze(0))
 
 
 def make_checkpointer(to_save: Mapping[str, Any], folder: Path, stage: str,

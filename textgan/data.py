@@ -171,6 +171,11 @@ class BucketBatchSampler(Sampler[list[int]]):
     epoch e's order, and `set_epoch(e, skip_batches=k)` makes it start at that order's batch k
     (a run resumed mid-epoch then sees exactly the batches an uninterrupted run would have).
     The order depends only on (seed, epoch). `len()` is always a whole epoch's batch count.
+
+    Data-parallel runs (`shard(rank, world_size)`): every process computes the same global
+    batches and yields its share `batch[rank::world_size]` of each (sorted batches give every
+    share similar lengths). A global batch with fewer sentences than processes (only the last
+    can be that short) is skipped by all, so every process runs the same number of steps.
     """
 
     def __init__(self, lengths: Sequence[int] | np.ndarray, batch_size: int, bucket_batches: int,
@@ -189,6 +194,14 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.drop_last = drop_last
         self.epoch = 0
         self._skip = 0
+        self.rank, self.world_size = 0, 1
+
+    def shard(self, rank: int, world_size: int) -> BucketBatchSampler:
+        """Yield this process's share of every global batch from now on (see the class doc)."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        self.rank, self.world_size = rank, world_size
+        return self
 
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
         """The next pass uses this epoch's order, starting after its first skip_batches."""
@@ -200,15 +213,21 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         n = len(self.lengths)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        if self.drop_last:
+            return n // self.batch_size
+        short = n % self.batch_size  # the last batch's size when it is short
+        too_short = 0 < short < self.world_size  # skipped by every process
+        return math.ceil(n / self.batch_size) - too_short
 
     def __iter__(self) -> Iterator[list[int]]:
         # Computed now, not lazily: the epoch is bound when the DataLoader asks for the iterator.
         order, starts, ends = self.batches(self.epoch)
         skip, self._skip = self._skip, 0  # a skip applies to one pass only
         self.epoch += 1
-        return (order[s:e].tolist()
-                for s, e in zip(starts[skip:].tolist(), ends[skip:].tolist()))
+        rank, size = self.rank, self.world_size
+        kept = ends - starts >= size
+        starts, ends = starts[kept][skip:].tolist(), ends[kept][skip:].tolist()
+        return (order[s:e][rank::size].tolist() for s, e in zip(starts, ends))
 
     def batches(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(order, starts, ends): batch i is order[starts[i]:ends[i]], in the epoch's order."""

@@ -41,6 +41,7 @@ from textgan.models import (
     soft_generate,
 )
 from textgan.models.modes import eval_mode, frozen
+from textgan.parallel import average_gradients, mean_over_processes, world_size
 from textgan.schedules import HARD_RELAXATION, KL_WEIGHT, TEMPERATURE, WORD_DROPOUT
 
 # Keys of the pretraining step's output, in the order the step computes them.
@@ -66,6 +67,7 @@ def create_pretrain_trainer(encoder: Encoder, generator: Generator,
         encoder.train()
         generator.train()
         tokens_in_batch = int(batch.lengths.sum())  # on the CPU already: no device sync
+        sentences = batch.batch_size
         batch = batch.to(device, non_blocking=True)
 
         posterior = encoder(batch.tokens, batch.lengths)
@@ -87,18 +89,37 @@ def create_pretrain_trainer(encoder: Encoder, generator: Generator,
 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(params, sentences)  # data-parallel runs; nothing in one process
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
         optimizer.step()
 
-        # One host sync for all scalars instead of one per .item().
-        values = torch.stack([loss.detach(), rec.per_sentence.detach(), rec.per_token.detach(),
-                              kl.raw.detach(), kl_term.detach(), grad_norm.detach()]).tolist()
+        scalars = torch.stack([loss.detach(), rec.per_sentence.detach(), rec.per_token.detach(),
+                               kl.raw.detach(), kl_term.detach(), grad_norm.detach()])
+        per_dim = kl.per_dim_mean.detach()
+        values, tokens = reduced_outputs(torch.cat([scalars, per_dim]), sentences, tokens_in_batch)
         output: dict[str, Any] = dict(zip(PRETRAIN_OUTPUTS, values))
-        output["tokens"] = tokens_in_batch
-        output["kl_per_dim"] = kl.per_dim_mean.detach()  # (Z,), read by TensorBoard handlers
+        output["tokens"] = tokens
+        # (Z,), read by TensorBoard handlers
+        output["kl_per_dim"] = torch.tensor(values[len(scalars):])
         return output
 
     return Engine(step)
+
+
+def reduced_outputs(values: torch.Tensor, sentences: int,
+                    tokens: int) -> tuple[list[float], int]:
+    """A step's output values averaged over data-parallel processes, and the tokens all read.
+
+    The values are means over this process's sentences, so their sentence-weighted mean is the
+    global batch's; the token count rides along as tokens per sentence. One all-reduce, and one
+    host sync for all values instead of one per `.item()`.
+    """
+    if world_size() == 1:
+        return values.tolist(), tokens
+    packed = torch.cat([values, values.new_tensor([tokens / max(sentences, 1)])])
+    reduced, total = mean_over_processes(packed, sentences)
+    *averaged, tokens_per_sentence = reduced.tolist()
+    return averaged, round(tokens_per_sentence * total)
 
 
 def _unique_parameters(*modules: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -182,11 +203,13 @@ class AdversarialSteps:
         optimizer = self.optimizers["d"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(self.params["d"], batch.batch_size)  # data-parallel runs only
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params["d"], self.clip)
         optimizer.step()
         real_acc = real_correct.sum() / real_counted.sum().clamp(min=1)
-        values = torch.stack([loss.detach(), real.total.detach(), fake_loss.detach(),
-                              entropy.detach(), real_acc, fake_acc, grad_norm]).tolist()
+        values, _ = reduced_outputs(torch.stack([loss.detach(), real.total.detach(),
+                                                 fake_loss.detach(), entropy.detach(), real_acc,
+                                                 fake_acc, grad_norm]), batch.batch_size, 0)
         return dict(zip(("d_loss", "d_real", "d_fake", "d_entropy", "d_acc_real",
                          "d_acc_fake", "d_grad_norm"), values))
 
@@ -232,12 +255,15 @@ class AdversarialSteps:
         for name in ("g", "e"):
             self.optimizers[name].zero_grad(set_to_none=True)
         loss.backward()
+        # data-parallel runs: one all-reduce for both networks
+        average_gradients([*self.params["g"], *self.params["e"]], batch.batch_size)
         norms = [torch.nn.utils.clip_grad_norm_(self.params[name], self.clip)
                  for name in ("g", "e")]
         for name in ("g", "e"):
             self.optimizers[name].step()
-        values = torch.stack([loss.detach(), rec.per_sentence.detach(), kl.raw.detach(),
-                              attr_c.detach(), attr_z.detach(), *norms]).tolist()
+        values, _ = reduced_outputs(torch.stack([loss.detach(), rec.per_sentence.detach(),
+                                                 kl.raw.detach(), attr_c.detach(),
+                                                 attr_z.detach(), *norms]), batch.batch_size, 0)
         return dict(zip(("g_loss", "rec", "kl", "attr_c", "attr_z", "g_grad_norm",
                          "e_grad_norm"), values))
 
@@ -254,7 +280,8 @@ def create_train_trainer(steps: AdversarialSteps, *, d_warmup_steps: int) -> Eng
         if not warm_up:
             output.update(steps.generator_step(batch, getattr(engine.state, TEMPERATURE),
                                                getattr(engine.state, HARD_RELAXATION) == 1.0))
-        output["tokens"] = tokens_in_batch
+        # the tokens all processes read (an all-reduce in data-parallel runs)
+        output["tokens"] = reduced_outputs(torch.zeros(0), batch.batch_size, tokens_in_batch)[1]
         return output
 
     return Engine(step)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint, ProgressBar, TensorboardLogger, TimeLimit
+from ignite.handlers import Checkpoint, ProgressBar, TensorboardLogger
 from ignite.metrics import Frequency, RunningAverage
+
+from textgan.parallel import any_process, is_main_process
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +64,11 @@ def attach_interrupt_checkpoint(trainer: Engine, checkpointer: Checkpoint) -> No
             # EXCEPTION_RAISED here, so it cannot tell us.)
             if engine.state.output is None:
                 engine.state.iteration -= 1
-            checkpointer(engine)
-            log.warning("interrupted: checkpoint saved at iteration %d in %s; run the same "
-                        "command again to resume", engine.state.iteration,
-                        checkpointer.save_handler.dirname)
+            checkpointer(engine)  # written by rank 0 alone in a data-parallel run
+            if is_main_process():
+                log.warning("interrupted: checkpoint saved at iteration %d in %s; run the same "
+                            "command again to resume", engine.state.iteration,
+                            checkpointer.save_handler.dirname)
         raise error
 
 
@@ -79,8 +83,22 @@ def attach_progress(trainer: Engine, names: Sequence[str], *, token_key: str = "
 
 
 def attach_time_limit(trainer: Engine, seconds: float) -> None:
-    if seconds > 0:
-        trainer.add_event_handler(Events.ITERATION_COMPLETED, TimeLimit(limit_sec=seconds))
+    """Stop (the run's end handlers then save a checkpoint) after `seconds` of this run.
+
+    Our own handler rather than ignite's TimeLimit, which refuses a float limit; in a
+    data-parallel run all processes stop at the same iteration, since one stopping alone
+    would leave the others waiting in an all-reduce.
+    """
+    if seconds <= 0:
+        return
+    started = time.monotonic()
+
+    @trainer.on(Events.ITERATION_COMPLETED)
+    def _stop_when_out_of_time(engine: Engine) -> None:
+        if any_process(time.monotonic() - started > seconds):
+            log.info("time limit of %g s reached at iteration %d; stopping (run the same "
+                     "command again to go on)", seconds, engine.state.iteration)
+            engine.terminate()
 
 
 def _pick(key: str) -> Callable[[dict[str, float]], float]:

@@ -20,6 +20,7 @@ from textgan.config import Config
 from textgan.corpora import Corpus, load_corpus
 from textgan.data import make_loader, tokenize_corpus
 from textgan.errors import CorpusError
+from textgan.parallel import main_process_first, rank, world_size
 from textgan.tokenizer import Tokenizer, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,16 @@ class PreparedData:
 
 
 def prepare_data(cfg: Config, paths: RunPaths, *, device: torch.device) -> PreparedData:
+    """In a data-parallel run, rank 0 prepares first (a synthetic corpus is generated and the
+    tokenizer trained once, on disk), then the others load them; each process's loaders yield
+    its share of every global batch (`parallel` module doc)."""
+    data = main_process_first(lambda: _prepare(cfg, paths, device=device))
+    for loader in (data.train_loader, data.valid_loader):
+        loader.batch_sampler.shard(rank(), world_size())
+    return data
+
+
+def _prepare(cfg: Config, paths: RunPaths, *, device: torch.device) -> PreparedData:
     corpus = load_corpus(cfg.data)
     if paths.tokenizer.is_file():
         tokenizer = Tokenizer.load(paths.root)

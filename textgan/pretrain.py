@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from ignite.engine import Engine, Events
@@ -30,13 +29,12 @@ from torch import nn
 from textgan.checkpoint import (
     RNGStates,
     RunMeta,
-    RunPaths,
-    default_run_dir,
     make_best_checkpointer,
     make_checkpointer,
 )
+from textgan import parallel
 from textgan.cli import config_parser, parse_config_args, resolve_run_config, run_main
-from textgan.config import STAGE_SECTIONS, save_config
+from textgan.config import STAGE_SECTIONS
 from textgan.engines import create_pretrain_trainer
 from textgan.handlers import (
     attach_interrupt_checkpoint,
@@ -61,9 +59,11 @@ from textgan.stage import (
     add_runtime_arguments,
     is_finished,
     log_validation,
-    pick_device,
+    open_run,
     resume,
+    run_paths,
     save_unless_nan,
+    seed_processes,
     summary,
     write_hparams,
 )
@@ -82,12 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args, overrides = parse_config_args(build_parser(), argv)
-    paths = RunPaths(Path(args.run_dir) if args.run_dir else default_run_dir(args.preset or
-                                                                              "default"))
-    cfg, _ = resolve_run_config(args, overrides, paths.config, STAGE_SECTIONS[STAGE])
-    save_config(cfg, paths.config)
-    log.info("run folder: %s", paths.root)
-    device = pick_device(args.device)
+    # a config mistake is reported here, once, before any process is started
+    resolve_run_config(args, overrides, run_paths(args).config, STAGE_SECTIONS[STAGE])
+    return parallel.launch(run, args, overrides)
+
+
+def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
+    """The stage in one process (of one or several: see textgan.parallel)."""
+    paths, cfg, device = open_run(args, overrides, STAGE_SECTIONS[STAGE])
+    main_process = parallel.is_main_process()
     manual_seed(cfg.seed)
 
     data = prepare_data(cfg, paths, device=device)
@@ -95,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     vae = build_vae(cfg.model, vocab_size=tokenizer.vocab_size, code_dim=code_dim(num_classes),
                     pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
     model = nn.ModuleDict({"encoder": vae.encoder, "generator": vae.generator}).to(device)
+    seed_processes(cfg.seed, model)
     optimizer = build_optimizer(vae_parameters(vae), cfg.pretrain)
     schedules = make_pretrain_schedules(cfg.pretrain)
     trainer = create_pretrain_trainer(
@@ -157,7 +161,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     attach_interrupt_checkpoint(trainer, checkpointer)
     attach_progress(trainer, ["loss", "rec", "kl", "nll"], state_attributes=[KL_WEIGHT,
                                                                              WORD_DROPOUT],
-                    disable=args.no_progress)
+                    disable=args.no_progress or not main_process)
+    if not main_process:  # rank 0 alone writes TensorBoard and sample text
+        trainer.run(data.train_loader, max_epochs=cfg.pretrain.epochs)
+        return summary(STAGE, paths, trainer, evaluator.state.metrics or {}, finished=False,
+                       resumed_from=resumed_from)
     tb = attach_tensorboard(trainer, evaluator, paths.tensorboard_dir(STAGE),
                             output_keys=["loss", "rec", "nll", "kl", "kl_term", "grad_norm"],
                             state_attributes=[KL_WEIGHT, WORD_DROPOUT],

@@ -9,22 +9,29 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 from ignite.engine import Engine
+from ignite.utils import manual_seed
+from torch import nn
+
+from textgan import parallel
 
 from textgan.checkpoint import (
     RunPaths,
+    default_run_dir,
     best_checkpoint,
     check_compatible,
     latest_checkpoint,
     read_checkpoint,
     restore,
 )
-from textgan.config import Config, config_to_dict
+from textgan.cli import resolve_run_config
+from textgan.config import Config, config_to_dict, save_config
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +44,47 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto",
                         help="'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parallel.add_parallel_arguments(parser)
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def run_paths(args: argparse.Namespace) -> RunPaths:
+    return RunPaths(Path(args.run_dir) if args.run_dir else default_run_dir(args.preset or
+                                                                             "default"))
+
+
+def open_run(args: argparse.Namespace, overrides: Sequence[str],
+             sections: Sequence[str]) -> tuple[RunPaths, Config, torch.device]:
+    """What every process of a stage does first: its run folder, config and device.
+
+    Rank 0 resolves the config and saves it into the run folder first; the other processes
+    then read the same one. Only rank 0 logs progress.
+    """
+    if not parallel.is_main_process():
+        logging.getLogger("textgan").setLevel(logging.WARNING)
+        datasets.disable_progress_bars()
+    paths = run_paths(args)
+
+    def resolve() -> Config:
+        cfg, _ = resolve_run_config(args, overrides, paths.config, sections)
+        if parallel.is_main_process():
+            save_config(cfg, paths.config)
+        return cfg
+
+    cfg = parallel.main_process_first(resolve)
+    log.info("run folder: %s%s", paths.root, f" ({parallel.world_size()} processes)"
+             if parallel.world_size() > 1 else "")
+    return paths, cfg, parallel.pick_device(args.device)
+
+
+def seed_processes(seed: int, *modules: nn.Module) -> None:
+    """After building the networks from `seed` in every process: make sure they are equal, then
+    give each process its own random stream (seed + rank) for noise and prior samples.
+
+    A single process keeps the stream it has, so its numbers do not depend on this function.
+    """
+    if parallel.world_size() > 1:
+        parallel.broadcast_modules(*modules)
+        manual_seed(seed + parallel.rank())
 
 
 def resume(stage: str, cfg: Config, tokenizer: Any, stage_dir: Path,

@@ -23,6 +23,7 @@ from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 from torch import nn
 
+from textgan.parallel import gather_lists, rank, sum_over_processes
 from textgan.data import Batch
 from textgan.losses import attribute_accuracy
 from textgan.models import Generator, one_hot_code, sample_code, soft_generate
@@ -82,9 +83,10 @@ class OracleJudge(Metric):
         self._styles.extend(output[1])
 
     def compute(self) -> dict[str, float]:
-        # per process: the evaluation stage gathers texts across processes
-        parses = self.oracle(self._texts)
-        grammatical = [(parse, style) for parse, style in zip(parses, self._styles)
+        # every process's sentences (data-parallel runs), parsed by each
+        parses = self.oracle(gather_lists(self._texts))
+        styles = gather_lists(self._styles)
+        grammatical = [(parse, style) for parse, style in zip(parses, styles)
                        if parse.grammatical]
         result = {"oracle_grammatical": len(grammatical) / max(1, len(parses))}
         for attribute in self.attributes:
@@ -134,7 +136,8 @@ def create_style_evaluator(generator: Generator, discriminator: nn.Module, *, to
 
     @evaluator.on(Events.STARTED)
     def _seed(engine: Engine) -> None:
-        engine.state.noise = torch.Generator(device=device).manual_seed(seed)
+        # each data-parallel process samples its own sentences
+        engine.state.noise = torch.Generator(device=device).manual_seed(seed + rank())
 
     for name, numerator, denominator in (("d_acc_real", "real_correct", "real_counted"),
                                          ("d_acc_greedy", "greedy_correct", "counted"),
@@ -151,6 +154,7 @@ def create_style_evaluator(generator: Generator, discriminator: nn.Module, *, to
     @evaluator.on(Events.COMPLETED)
     def _usage_metrics(engine: Engine) -> None:
         for name, counts in zip(names, engine.state.usage_counts):
+            counts = sum_over_processes(counts)
             shares = (counts.double() / counts.sum().clamp(min=1)).tolist()
             for value, share in zip(attributes[name], shares):
                 engine.state.metrics[f"usage_{name}_{value}"] = share

@@ -36,12 +36,12 @@ from textgan.checkpoint import (
     RunMeta,
     RunPaths,
     check_compatible,
-    default_run_dir,
     latest_checkpoint,
     make_checkpointer,
     read_checkpoint,
     restore,
 )
+from textgan import parallel
 from textgan.cli import config_parser, parse_config_args, resolve_run_config, run_main
 from textgan.config import STAGE_SECTIONS, config_from_dict, save_config
 from textgan.engines import TRAIN_OUTPUTS, AdversarialSteps, create_train_trainer
@@ -65,9 +65,11 @@ from textgan.stage import (
     add_runtime_arguments,
     is_finished,
     log_validation,
-    pick_device,
+    open_run,
     resume,
+    run_paths,
     save_unless_nan,
+    seed_processes,
     summary,
     write_hparams,
 )
@@ -90,14 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args, overrides = parse_config_args(build_parser(), argv)
-    paths = RunPaths(Path(args.run_dir) if args.run_dir else default_run_dir(args.preset or
-                                                                              "default"))
-    pretrained = find_pretrained(paths, args.from_checkpoint)
+    paths = run_paths(args)
+    # mistakes are reported here, once, before any process is started
+    if not args.from_checkpoint:
+        find_pretrained(paths, None)
+        resolve_run_config(args, overrides, paths.config, STAGE_SECTIONS["pretrain"])
+    return parallel.launch(run, args, overrides)
+
+
+def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
+    """The stage in one process (of one or several: see textgan.parallel)."""
+    # --from seeds a new run folder with the checkpoint's config and tokenizer: rank 0 writes
+    pretrained = parallel.main_process_first(
+        lambda: find_pretrained(run_paths(args), args.from_checkpoint))
     # the pretrain sections must stay as the model was trained; this stage's are free
-    cfg, _ = resolve_run_config(args, overrides, paths.config, STAGE_SECTIONS["pretrain"])
-    save_config(cfg, paths.config)
-    log.info("run folder: %s", paths.root)
-    device = pick_device(args.device)
+    paths, cfg, device = open_run(args, overrides, STAGE_SECTIONS["pretrain"])
+    main_process = parallel.is_main_process()
     manual_seed(cfg.seed)
 
     data = prepare_data(cfg, paths, device=device)
@@ -110,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model = nn.ModuleDict({"encoder": vae.encoder, "generator": vae.generator}).to(device)
     discriminator = Discriminator(cfg.discriminator, vocab_size=tokenizer.vocab_size,
                                   num_classes=num_classes, pad_id=tokenizer.pad_id).to(device)
+    seed_processes(cfg.seed, model, discriminator)
     steps = AdversarialSteps(
         encoder=vae.encoder, generator=vae.generator, discriminator=discriminator,
         optimizers={}, cfg=cfg.train, num_classes=num_classes, max_len=cfg.data.max_tokens,
@@ -176,7 +187,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     trainer.add_event_handler(Events.COMPLETED, save_unless_nan, checkpointer)
     attach_interrupt_checkpoint(trainer, checkpointer)
     attach_progress(trainer, ["d_loss", "d_acc_real", "g_loss", "attr_c", "rec"],
-                    state_attributes=[TEMPERATURE], disable=args.no_progress)
+                    state_attributes=[TEMPERATURE], disable=args.no_progress or not main_process)
+    if not main_process:  # rank 0 alone writes TensorBoard and sample text
+        trainer.run(data.train_loader, max_epochs=cfg.train.epochs)
+        return summary(STAGE, paths, trainer, {}, finished=False, resumed_from=resumed_from)
     tb = attach_tensorboard(trainer, style_evaluator, paths.tensorboard_dir(STAGE),
                             output_keys=TRAIN_OUTPUTS,
                             state_attributes=[TEMPERATURE, HARD_RELAXATION],
