@@ -53,6 +53,8 @@ def setting(default: Any, help: str, *, gt: float | None = None, ge: float | Non
 # --------------------------------------------------------------------------- sections
 
 
+PRECISIONS = ("fp32", "bf16")
+
 @dataclass
 class DataConfig:
     """Where the sentences come from, how they are cleaned and split, and how they are batched."""
@@ -164,6 +166,10 @@ class PretrainConfig:
                              "orthogonal to the weights)", choices=("adam", "adamw", "orthograd"))
     weight_decay: float = setting(0.0, "weight decay (decoupled for adamw)", ge=0.0)
     grad_clip: float = setting(5.0, "clip the global gradient norm to this (0 = off)", ge=0.0)
+    precision: str = setting(
+        "fp32", "bf16: the networks' forward passes under bf16 autocast (losses and relaxations "
+                "stay fp32; for GPUs with bf16, little gain on a CPU); fp32: none",
+        choices=PRECISIONS, runtime=True)
     code_source: str = setting(
         "prior", "style code c while pretraining: 'prior' (Hu et al., Algorithm 1) or 'label' "
                  "(the true class where known, the prior elsewhere)", choices=("prior", "label"))
@@ -252,6 +258,10 @@ class TrainConfig:
     d_lr: float = setting(1e-3, "learning rate of D", gt=0.0)
     weight_decay: float = setting(0.0, "weight decay (decoupled for adamw)", ge=0.0)
     grad_clip: float = setting(5.0, "clip each network's gradient norm to this (0 = off)", ge=0.0)
+    precision: str = setting(
+        "fp32", "bf16: the networks' forward passes under bf16 autocast (losses and relaxations "
+                "stay fp32; for GPUs with bf16, little gain on a CPU); fp32: none",
+        choices=PRECISIONS, runtime=True)
     relaxation: str = setting(
         "softmax", "soft generated sentence: softmax at temperature tau (Hu et al.), gumbel "
                    "(Gumbel-softmax), st_gumbel (straight-through, hard after hard_after_steps), "

@@ -48,6 +48,16 @@ from textgan.schedules import HARD_RELAXATION, KL_WEIGHT, TEMPERATURE, WORD_DROP
 PRETRAIN_OUTPUTS = ("loss", "rec", "nll", "kl", "kl_term", "grad_norm")
 
 
+def mixed_precision(device: torch.device, precision: str) -> torch.autocast:
+    """bf16 autocast around a step's forward pass ('bf16'), or a region that changes nothing.
+
+    Only matmuls and convolutions go to bf16: the losses cast their inputs to fp32
+    (`losses._at_least_fp32`) and the relaxations switch autocast off (`relaxation.relax`).
+    bf16 has fp32's exponent range, so no gradient scaler is needed. Backward runs outside.
+    """
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def style_labels(batch: Batch, num_classes: Sequence[int], source: str) -> torch.Tensor:
     """(B, A) class indices for c: from the prior, or the label where known ('label')."""
     if source == "label":
@@ -70,22 +80,24 @@ def create_pretrain_trainer(encoder: Encoder, generator: Generator,
         sentences = batch.batch_size
         batch = batch.to(device, non_blocking=True)
 
-        posterior = encoder(batch.tokens, batch.lengths)
-        z = reparameterize(posterior)  # (B, Z), noise drawn per sentence
-        c = one_hot_code(style_labels(batch, num_classes, cfg.code_source), num_classes)
-        inputs = apply_word_dropout(generator.teacher_inputs(batch.tokens),
-                                    getattr(engine.state, WORD_DROPOUT),
-                                    unk_id=unk_id, pad_id=pad_id, bos_id=bos_id)
-        logits = generator(inputs, z, c)  # (B, T, V)
+        with mixed_precision(device, cfg.precision):
+            posterior = encoder(batch.tokens, batch.lengths)
+            z = reparameterize(posterior)  # (B, Z), noise drawn per sentence
+            c = one_hot_code(style_labels(batch, num_classes, cfg.code_source), num_classes)
+            inputs = apply_word_dropout(generator.teacher_inputs(batch.tokens),
+                                        getattr(engine.state, WORD_DROPOUT),
+                                        unk_id=unk_id, pad_id=pad_id, bos_id=bos_id)
+            logits = generator(inputs, z, c)  # (B, T, V)
 
-        rec = reconstruction_loss(logits, batch.tokens, batch.lengths)
-        kl = free_bits_kl(gaussian_kl(posterior.mean, posterior.logvar), cfg.free_bits)
-        if cfg.kl_decomposition:
-            terms = kl_decomposition(z, posterior.mean, posterior.logvar, dataset_size)
-            kl_term = decomposed_kl_loss(terms, cfg.mi_weight, cfg.tc_weight, cfg.dim_kl_weight)
-        else:
-            kl_term = kl.loss_value
-        loss = rec.per_sentence + getattr(engine.state, KL_WEIGHT) * kl_term
+            rec = reconstruction_loss(logits, batch.tokens, batch.lengths)
+            kl = free_bits_kl(gaussian_kl(posterior.mean, posterior.logvar), cfg.free_bits)
+            if cfg.kl_decomposition:
+                terms = kl_decomposition(z, posterior.mean, posterior.logvar, dataset_size)
+                kl_term = decomposed_kl_loss(terms, cfg.mi_weight, cfg.tc_weight,
+                                             cfg.dim_kl_weight)
+            else:
+                kl_term = kl.loss_value
+            loss = rec.per_sentence + getattr(engine.state, KL_WEIGHT) * kl_term
 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -183,23 +195,24 @@ class AdversarialSteps:
     def discriminator_step(self, batch: Batch, warm_up: bool) -> dict[str, float]:
         cfg, disc = self.cfg, self.discriminator
         disc.train()
-        real_logits = disc(batch.tokens, batch.lengths)
-        real = attribute_loss(real_logits, batch.labels, batch.label_mask, self.class_weights)
-        real_correct, real_counted = attribute_accuracy(real_logits, batch.labels,
-                                                        batch.label_mask)
-        loss = real.total
-        fake_loss = entropy = fake_acc = torch.zeros((), device=self.device)
-        if not warm_up:
-            z, labels = self.prior(batch.tokens.shape[0])
-            with torch.no_grad(), eval_mode(self.generator):
-                sample = self.generator.decode(z, one_hot_code(labels, self.num_classes),
-                                               max_len=self.max_len, strategy="sample")
-            fake_logits = disc(sample.tokens, sample.lengths)
-            fake_loss = attribute_loss(fake_logits, labels).total
-            entropy = prediction_entropy(fake_logits)
-            loss = loss + cfg.lambda_u * (fake_loss + cfg.entropy_weight * entropy)
-            correct, counted = attribute_accuracy(fake_logits, labels)
-            fake_acc = correct.sum() / counted.sum().clamp(min=1)
+        with mixed_precision(self.device, cfg.precision):
+            real_logits = disc(batch.tokens, batch.lengths)
+            real = attribute_loss(real_logits, batch.labels, batch.label_mask, self.class_weights)
+            real_correct, real_counted = attribute_accuracy(real_logits, batch.labels,
+                                                            batch.label_mask)
+            loss = real.total
+            fake_loss = entropy = fake_acc = torch.zeros((), device=self.device)
+            if not warm_up:
+                z, labels = self.prior(batch.tokens.shape[0])
+                with torch.no_grad(), eval_mode(self.generator):
+                    sample = self.generator.decode(z, one_hot_code(labels, self.num_classes),
+                                                   max_len=self.max_len, strategy="sample")
+                fake_logits = disc(sample.tokens, sample.lengths)
+                fake_loss = attribute_loss(fake_logits, labels).total
+                entropy = prediction_entropy(fake_logits)
+                loss = loss + cfg.lambda_u * (fake_loss + cfg.entropy_weight * entropy)
+                correct, counted = attribute_accuracy(fake_logits, labels)
+                fake_acc = correct.sum() / counted.sum().clamp(min=1)
         optimizer = self.optimizers["d"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -219,38 +232,39 @@ class AdversarialSteps:
         encoder.train()
         generator.train()
 
-        # L_VAE on the real sentences, c from the label where known, else from D
-        with torch.no_grad(), eval_mode(disc):
-            predicted = torch.stack([logits.argmax(-1) for logits in
-                                     disc(batch.tokens, batch.lengths)], dim=1) \
-                if self.num_classes else batch.labels
-        labels = torch.where(batch.label_mask, batch.labels, predicted)
-        posterior = encoder(batch.tokens, batch.lengths)
-        z = reparameterize(posterior)
-        inputs = apply_word_dropout(generator.teacher_inputs(batch.tokens), cfg.word_dropout,
-                                    unk_id=self.unk_id, pad_id=self.pad_id, bos_id=self.bos_id)
-        logits = generator(inputs, z, one_hot_code(labels, self.num_classes))
-        rec = reconstruction_loss(logits, batch.tokens, batch.lengths)
-        kl = free_bits_kl(gaussian_kl(posterior.mean, posterior.logvar), cfg.free_bits)
-        vae_loss = rec.per_sentence + cfg.kl_weight * kl.loss_value
+        with mixed_precision(self.device, cfg.precision):
+            # L_VAE on the real sentences, c from the label where known, else from D
+            with torch.no_grad(), eval_mode(disc):
+                predicted = torch.stack([logits.argmax(-1) for logits in
+                                         disc(batch.tokens, batch.lengths)], dim=1) \
+                    if self.num_classes else batch.labels
+            labels = torch.where(batch.label_mask, batch.labels, predicted)
+            posterior = encoder(batch.tokens, batch.lengths)
+            z = reparameterize(posterior)
+            inputs = apply_word_dropout(generator.teacher_inputs(batch.tokens), cfg.word_dropout,
+                                        unk_id=self.unk_id, pad_id=self.pad_id, bos_id=self.bos_id)
+            logits = generator(inputs, z, one_hot_code(labels, self.num_classes))
+            rec = reconstruction_loss(logits, batch.tokens, batch.lengths)
+            kl = free_bits_kl(gaussian_kl(posterior.mean, posterior.logvar), cfg.free_bits)
+            vae_loss = rec.per_sentence + cfg.kl_weight * kl.loss_value
 
-        # the soft sentence G_tau(z, c) from the prior, read by a frozen D and a frozen E
-        z_prior, c_labels = self.prior(batch.tokens.shape[0])
-        soft = soft_generate(generator, z_prior, one_hot_code(c_labels, self.num_classes),
-                             max_len=self.max_len, tau=tau, kind=cfg.relaxation, hard=hard)
-        weights = position_weights(soft, cfg.soft_mask)  # (B, T)
-        with frozen(disc), eval_mode(disc):
-            attr_c = attribute_loss(disc.forward_soft(soft.probs, weights), c_labels).total
-        with frozen(encoder):
-            # E was trained on real sentences read to their end; read to the argmax reading's
-            # end, a generated one looks like them. Reading all max_len positions (the faded
-            # tail too) ran the bidirectional GRU through ~10 near-zero inputs into states it
-            # never saw: q_E(z|x_hat) was noise, L_attr_z stayed ~44 nats and its gradient
-            # wore down G's grammar (NOTES.md, experiment G).
-            embedded = encoder.embed_soft(soft.probs) * weights.unsqueeze(-1)
-            generated = encoder.encode_embeddings(embedded, soft.lengths)
-            attr_z = independence_loss(generated.mean, generated.logvar, z_prior)
-        loss = vae_loss + cfg.lambda_c * attr_c + cfg.lambda_z * attr_z
+            # the soft sentence G_tau(z, c) from the prior, read by a frozen D and a frozen E
+            z_prior, c_labels = self.prior(batch.tokens.shape[0])
+            soft = soft_generate(generator, z_prior, one_hot_code(c_labels, self.num_classes),
+                                 max_len=self.max_len, tau=tau, kind=cfg.relaxation, hard=hard)
+            weights = position_weights(soft, cfg.soft_mask)  # (B, T)
+            with frozen(disc), eval_mode(disc):
+                attr_c = attribute_loss(disc.forward_soft(soft.probs, weights), c_labels).total
+            with frozen(encoder):
+                # E was trained on real sentences read to their end; read to the argmax reading's
+                # end, a generated one looks like them. Reading all max_len positions (the faded
+                # tail too) ran the bidirectional GRU through ~10 near-zero inputs into states it
+                # never saw: q_E(z|x_hat) was noise, L_attr_z stayed ~44 nats and its gradient
+                # wore down G's grammar (NOTES.md, experiment G).
+                embedded = encoder.embed_soft(soft.probs) * weights.unsqueeze(-1)
+                generated = encoder.encode_embeddings(embedded, soft.lengths)
+                attr_z = independence_loss(generated.mean, generated.logvar, z_prior)
+            loss = vae_loss + cfg.lambda_c * attr_c + cfg.lambda_z * attr_z
 
         for name in ("g", "e"):
             self.optimizers[name].zero_grad(set_to_none=True)

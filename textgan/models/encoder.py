@@ -127,5 +127,8 @@ class Encoder(nn.Module):
         batch = h_n.shape[1]
         top = h_n.reshape(self.num_layers, self.num_directions, batch, -1)[-1]  # (D, B, H)
         summary = top.transpose(0, 1).reshape(batch, -1)  # (B, D*H)
-        mean, logvar = self.to_posterior(summary).chunk(2, dim=-1)  # (B, Z) each
+        # The posterior's parameters in fp32 whatever autocast does: the Gaussian losses divide
+        # by exp(logvar), which magnifies bf16's rounding of the mean.
+        with torch.autocast(summary.device.type, enabled=False):
+            mean, logvar = self.to_posterior(summary.float()).chunk(2, dim=-1)  # (B, Z) each
         return Posterior(mean=mean, logvar=logvar)
