@@ -17,12 +17,10 @@ from textgan import parallel
 from textgan.checkpoint import RNGStates, latest_checkpoint, read_checkpoint
 from textgan.config import load_config
 from textgan.data import Batch, BucketBatchSampler
-from textgan.engines import AdversarialSteps, create_pretrain_trainer
-from textgan.models import Discriminator, build_vae, code_dim, vae_parameters
+from textgan.engines import create_pretrain_trainer
+from textgan.models import vae_parameters
 from textgan.schedules import KL_WEIGHT, WORD_DROPOUT
-
-NUM_CLASSES = [2, 2]
-VOCAB, PAD, UNK, BOS, EOS = 30, 0, 1, 2, 3
+from tiny_models import BOS, EOS, NUM_CLASSES, PAD, UNK, VOCAB, adversarial_steps, tiny_vae
 GLOBAL_BATCH = 7  # odd: the two shards differ in size, so the weighting matters
 WORLD = 2
 
@@ -93,9 +91,7 @@ def global_prior():
 
 def one_pretrain_step(rank: int, world: int) -> dict:
     cfg = tiny_config()
-    torch.manual_seed(0)
-    vae = build_vae(cfg.model, vocab_size=VOCAB, code_dim=code_dim(NUM_CLASSES), pad_id=PAD,
-                    bos_id=BOS, eos_id=EOS)
+    vae = tiny_vae(cfg)
     params = vae_parameters(vae)
     # SGD: the update is the gradient, scaled (Adam's first step, ~lr * sign(g), would amplify
     # float rounding on near-zero gradients)
@@ -115,17 +111,7 @@ def one_pretrain_step(rank: int, world: int) -> dict:
 
 def one_adversarial_round(rank: int, world: int) -> dict:
     cfg = tiny_config()
-    torch.manual_seed(0)
-    vae = build_vae(cfg.model, vocab_size=VOCAB, code_dim=code_dim(NUM_CLASSES), pad_id=PAD,
-                    bos_id=BOS, eos_id=EOS)
-    disc = Discriminator(cfg.discriminator, vocab_size=VOCAB, num_classes=NUM_CLASSES,
-                         pad_id=PAD)
-    steps = AdversarialSteps(encoder=vae.encoder, generator=vae.generator, discriminator=disc,
-                             optimizers={}, cfg=cfg.train, num_classes=NUM_CLASSES, max_len=8,
-                             class_weights=[None, None], unk_id=UNK, pad_id=PAD, bos_id=BOS,
-                             device=torch.device("cpu"))
-    steps.optimizers = {name: torch.optim.SGD(params, lr=0.1)
-                        for name, params in steps.params.items()}
+    steps, vae, disc = adversarial_steps(cfg, lambda params: torch.optim.SGD(params, lr=0.1))
     z, labels = global_prior()
     steps.prior = lambda n: (z[rank::world], labels[rank::world])  # each its prior draws
     batch = shard_of(global_batch(), rank, world)

@@ -7,13 +7,11 @@ import torch
 
 from textgan.config import load_config
 from textgan.data import Batch
-from textgan.engines import AdversarialSteps, create_pretrain_trainer, mixed_precision
+from textgan.engines import create_pretrain_trainer, mixed_precision
 from textgan.errors import ConfigError
-from textgan.models import Discriminator, build_vae, code_dim, vae_parameters
+from textgan.models import vae_parameters
 from textgan.schedules import KL_WEIGHT, WORD_DROPOUT
-
-NUM_CLASSES = [2, 2]
-VOCAB, PAD, UNK, BOS, EOS = 30, 0, 1, 2, 3
+from tiny_models import BOS, EOS, NUM_CLASSES, PAD, UNK, adversarial_steps, tiny_vae
 
 
 def batch() -> Batch:
@@ -25,9 +23,7 @@ def batch() -> Batch:
 
 def pretrain_step(precision: str) -> tuple[dict, list[torch.Tensor]]:
     cfg = load_config("tiny", overrides=[f"pretrain.precision={precision}"])
-    torch.manual_seed(0)
-    vae = build_vae(cfg.model, vocab_size=VOCAB, code_dim=code_dim(NUM_CLASSES), pad_id=PAD,
-                    bos_id=BOS, eos_id=EOS)
+    vae = tiny_vae(cfg)
     params = vae_parameters(vae)
     trainer = create_pretrain_trainer(
         vae.encoder, vae.generator, torch.optim.SGD(params, lr=0.1), cfg=cfg.pretrain,
@@ -44,17 +40,7 @@ def adversarial_round(precision: str) -> tuple[dict, list[torch.Tensor]]:
     # one's, and every later draw (z, the prior) would then differ between the two rounds
     cfg = load_config("tiny", overrides=[f"train.precision={precision}",
                                          "discriminator.dropout=0.0", "train.word_dropout=0.0"])
-    torch.manual_seed(0)
-    vae = build_vae(cfg.model, vocab_size=VOCAB, code_dim=code_dim(NUM_CLASSES), pad_id=PAD,
-                    bos_id=BOS, eos_id=EOS)
-    disc = Discriminator(cfg.discriminator, vocab_size=VOCAB, num_classes=NUM_CLASSES,
-                         pad_id=PAD)
-    steps = AdversarialSteps(encoder=vae.encoder, generator=vae.generator, discriminator=disc,
-                             optimizers={}, cfg=cfg.train, num_classes=NUM_CLASSES, max_len=8,
-                             class_weights=[None, None], unk_id=UNK, pad_id=PAD, bos_id=BOS,
-                             device=torch.device("cpu"))
-    steps.optimizers = {name: torch.optim.SGD(params, lr=0.1)
-                        for name, params in steps.params.items()}
+    steps, _, _ = adversarial_steps(cfg, lambda params: torch.optim.SGD(params, lr=0.1))
     # D in warm-up: a sampled fake batch could pick other tokens in bf16 and shift every later
     # random draw, and the rounds would no longer be comparable
     output = {**steps.discriminator_step(batch(), warm_up=True),

@@ -11,14 +11,10 @@ import textgan.train as train
 from textgan.checkpoint import latest_checkpoint, read_checkpoint
 from textgan.config import load_config
 from textgan.data import Batch
-from textgan.engines import AdversarialSteps
 from textgan.errors import CheckpointError
-from textgan.models import Discriminator, build_vae, code_dim
-from textgan.optim import make_optimizer
+from tiny_models import EOS, PAD, adversarial_steps
 
 FAST = ["--preset", "tiny", "--no-progress"]
-NUM_CLASSES = [2, 2]
-VOCAB, PAD, UNK, BOS, EOS = 30, 0, 1, 2, 3
 
 
 @pytest.fixture(scope="module")
@@ -46,18 +42,7 @@ def copy_run(pretrained, tmp_path):
 
 def make_steps(**overrides):
     cfg = load_config("tiny", overrides=[f"train.{k}={v}" for k, v in overrides.items()])
-    torch.manual_seed(0)
-    vae = build_vae(cfg.model, vocab_size=VOCAB, code_dim=code_dim(NUM_CLASSES), pad_id=PAD,
-                    bos_id=BOS, eos_id=EOS)
-    disc = Discriminator(cfg.discriminator, vocab_size=VOCAB, num_classes=NUM_CLASSES,
-                         pad_id=PAD)
-    steps = AdversarialSteps(encoder=vae.encoder, generator=vae.generator, discriminator=disc,
-                             optimizers={}, cfg=cfg.train, num_classes=NUM_CLASSES, max_len=8,
-                             class_weights=[None, None], unk_id=UNK, pad_id=PAD, bos_id=BOS,
-                             device=torch.device("cpu"))
-    steps.optimizers = {name: make_optimizer(params, "adam", lr=1e-3)
-                        for name, params in steps.params.items()}
-    return steps, vae, disc
+    return adversarial_steps(cfg)
 
 
 def batch():
