@@ -11,7 +11,7 @@ import textgan.train as train
 from textgan.checkpoint import latest_checkpoint, read_checkpoint
 from textgan.config import load_config
 from textgan.data import Batch
-from textgan.errors import CheckpointError
+from textgan.errors import CheckpointError, ConfigError
 from tiny_models import EOS, PAD, adversarial_steps
 
 FAST = ["--preset", "tiny", "--no-progress"]
@@ -185,3 +185,25 @@ def test_ctrl_c_and_resume_match_an_unbroken_adversarial_run(pretrained, tmp_pat
     for name, value in unbroken["metrics"].items():
         if not isinstance(value, torch.Tensor):
             assert resumed["metrics"][name] == value, name
+
+
+def test_early_stopping_ends_the_adversarial_stage_and_a_rerun_says_so(pretrained, tmp_path,
+                                                                       caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="textgan")
+    run = copy_run(pretrained, tmp_path)
+    # learning rates of ~0 keep the validation NLL flat, so patience 1 stops after epoch 2
+    frozen = ["--train.lr=1e-12", "--train.d_lr=1e-12", "--train.patience=1",
+              "--train.early_stop_metric=nll", "--train.early_stop_mode=min"]
+    first = train.main([*FAST, "--run-dir", str(run), "--train.epochs=5", *frozen])
+    assert first["epoch"] == 2
+    again = train.main([*FAST, "--run-dir", str(run), "--train.epochs=5", *frozen])
+    assert again["already_finished"] and "stopped early" in caplog.text
+
+
+def test_an_unknown_early_stopping_metric_is_refused_with_close_names(pretrained, tmp_path):
+    run = copy_run(pretrained, tmp_path)
+    with pytest.raises(ConfigError, match="oracle_grammatical"):
+        train.main([*FAST, "--run-dir", str(run), "--train.patience=2",
+                    "--train.early_stop_metric=oracle_gramatical"])

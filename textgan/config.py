@@ -286,6 +286,15 @@ class TrainConfig:
     class_weights: str = setting(
         "none", "weight D's supervised loss per class: none, inverse (frequency) or log",
         choices=("none", "inverse", "log"))
+    patience: int = setting(
+        0, "stop after this many validations without a better early_stop_metric (0 = never)",
+        ge=0, runtime=True)
+    early_stop_metric: str = setting(
+        "d_acc_greedy", "the validation metric early stopping watches: a name in the epoch's "
+                        "validation log line (d_acc_greedy, nll, oracle_grammatical, ...)",
+        runtime=True)
+    early_stop_mode: str = setting("max", "'max' if a higher early_stop_metric is better, else "
+                                          "'min'", choices=("max", "min"), runtime=True)
     keep_last: int = setting(2, "checkpoints kept", ge=1, runtime=True)
     checkpoint_every: int = setting(
         500, "also checkpoint every this many iterations (0 = at epoch ends only)", ge=0,

@@ -87,6 +87,11 @@ def seed_processes(seed: int, *modules: nn.Module) -> None:
         manual_seed(seed + parallel.rank())
 
 
+# Objects added to checkpoints after their format was fixed: a checkpoint written before
+# lacks them, and they start afresh on its resume.
+OPTIONAL_STATE = ("early_stopping",)
+
+
 def resume(stage: str, cfg: Config, tokenizer: Any, stage_dir: Path,
            to_load: Mapping[str, Any]) -> Path | None:
     """Restore the newest checkpoint of the stage, if any, after checking it fits this run."""
@@ -96,7 +101,8 @@ def resume(stage: str, cfg: Config, tokenizer: Any, stage_dir: Path,
     state = read_checkpoint(path)
     check_compatible(state, path, config=cfg, tokenizer_sha256=tokenizer.sha256,
                      stages=(stage,))
-    restore({key: value for key, value in to_load.items() if key != "meta"}, state)
+    restore({key: value for key, value in to_load.items()
+             if key != "meta" and (key in state or key not in OPTIONAL_STATE)}, state)
     log.info("resumed from %s (iteration %d)", path, to_load["trainer"].state.iteration)
     return path
 

@@ -23,13 +23,25 @@ from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 from torch import nn
 
-from textgan.parallel import gather_lists, rank, sum_over_processes
 from textgan.data import Batch
 from textgan.losses import attribute_accuracy
 from textgan.models import Generator, one_hot_code, sample_code, soft_generate
 from textgan.models.modes import eval_mode
+from textgan.parallel import gather_lists, rank, sum_over_processes
 
 Oracle = Callable[[list[str]], list[Any]]  # textgan.corpora.oracle.parse_many
+
+
+def style_metric_names(attributes: dict[str, list[str]], oracle: bool) -> list[str]:
+    """Every name `create_style_evaluator`'s runs put in `state.metrics`."""
+    names = []
+    for ratio in ("d_acc_real", "d_acc_greedy", "d_acc_soft"):
+        names += [ratio, *(f"{ratio}_{attribute}" for attribute in attributes)]
+    names += [f"usage_{attribute}_{value}" for attribute, values in attributes.items()
+              for value in values]
+    if oracle:
+        names += ["oracle_grammatical", *(f"oracle_acc_{attribute}" for attribute in attributes)]
+    return names
 
 
 class CountRatio(Metric):

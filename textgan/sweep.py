@@ -48,8 +48,10 @@ against the first report: a metric it lacks stops the sweep with the close names
 not part of a run, so changing it and rerunning re-ranks without training anything.
 
 Early stopping: `pretrain.patience` stops pretraining after that many validations without a
-better ELBO. The adversarial stage has no early stopping (no validation score says when the
-trade-off is best); bound it with train.epochs or train.time_limit.
+better ELBO; `train.patience` stops the adversarial stage after that many validations without a
+better `train.early_stop_metric` (D's accuracy on greedy samples by default; on the synthetic
+corpus `oracle_grammatical` is the honest choice). Both are off by default; set them in [fixed].
+train.time_limit bounds a run's adversarial stage in seconds.
 
 Every configuration is checked (unknown keys, types, values, evaluate flags) before the first
 run starts. Seeds are set by the sweep (`--seed=N` for both stages); `seed` may not appear in

@@ -21,6 +21,7 @@ extend). Ctrl-C saves a checkpoint first.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
+from ignite.handlers import EarlyStopping
 from ignite.utils import manual_seed
 from torch import nn
 
@@ -45,7 +47,7 @@ from textgan import parallel
 from textgan.cli import config_parser, parse_config_args, resolve_run_config, run_main
 from textgan.config import STAGE_SECTIONS, config_from_dict, save_config
 from textgan.engines import TRAIN_OUTPUTS, AdversarialSteps, create_train_trainer
-from textgan.errors import CheckpointError, CorpusError
+from textgan.errors import CheckpointError, ConfigError, CorpusError
 from textgan.handlers import (
     attach_interrupt_checkpoint,
     attach_nan_stop,
@@ -73,9 +75,9 @@ from textgan.stage import (
     summary,
     write_hparams,
 )
-from textgan.style_validation import create_style_evaluator
+from textgan.style_validation import create_style_evaluator, style_metric_names
 from textgan.tokenizer import Tokenizer
-from textgan.validation import create_vae_evaluator
+from textgan.validation import VAE_METRICS, create_vae_evaluator
 
 log = logging.getLogger("textgan.train")
 
@@ -137,8 +139,20 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
     schedules = make_train_schedules(cfg.train)
     trainer = create_train_trainer(steps, d_warmup_steps=cfg.train.d_warmup_steps)
 
+    oracle = None
+    if cfg.data.source == "synthetic":
+        from textgan.corpora.oracle import parse_many
+
+        oracle = parse_many
+    # validation metrics by name, for early stopping (filled by the evaluators below)
+    validation: dict[str, Any] = {}
+    early_stopping = make_early_stopping(cfg.train, trainer, validation,
+                                         [*VAE_METRICS, *style_metric_names(attributes,
+                                                                            oracle is not None)])
+
     stage_dir = paths.stage_dir(STAGE)
     to_save: dict[str, Any] = {
+        "early_stopping": early_stopping,
         "model": model, "discriminator": discriminator, "optimizer_d": optimizers["d"],
         "optimizer_g": optimizers["g"], "optimizer_e": optimizers["e"], "trainer": trainer,
         **schedules, "rng": RNGStates(),
@@ -149,17 +163,17 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
                           {**to_save, "checkpointer": checkpointer})
     if resumed_from is None:
         load_pretrained(model, pretrained, cfg, tokenizer)
+    if cfg.train.patience and early_stopping.counter >= cfg.train.patience:
+        log.info("adversarial training stopped early at epoch %d (no better %s for %d "
+                 "validations); nothing to do", trainer.state.epoch, cfg.train.early_stop_metric,
+                 cfg.train.patience)
+        return summary(STAGE, paths, trainer, {}, finished=True)
     if is_finished(STAGE, trainer, cfg.train.epochs):
         return summary(STAGE, paths, trainer, {}, finished=True)
 
     vae_evaluator = create_vae_evaluator(
         vae.encoder, vae.generator, tokenizer=tokenizer, num_classes=num_classes,
         max_len=cfg.data.max_tokens, device=device, seed=cfg.seed)
-    oracle = None
-    if cfg.data.source == "synthetic":
-        from textgan.corpora.oracle import parse_many
-
-        oracle = parse_many
     style_evaluator = create_style_evaluator(
         vae.generator, discriminator, tokenizer=tokenizer, attributes=attributes,
         max_len=cfg.data.max_tokens, device=device, relaxation=cfg.train.relaxation,
@@ -178,8 +192,14 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
     def _validate(engine: Engine) -> None:
         vae_evaluator.run(data.valid_loader)
         style_evaluator.run(data.valid_loader)
+        validation.clear()
+        validation.update({**vae_evaluator.state.metrics, **style_evaluator.state.metrics})
 
     style_evaluator.add_event_handler(Events.COMPLETED, log_validation, trainer)
+    if cfg.train.patience:
+        # after _validate (registered first) has collected both evaluators' metrics; before the
+        # epoch-end checkpoint, which then holds the updated counter
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, early_stopping)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, checkpointer)
     if cfg.train.checkpoint_every:
         trainer.add_event_handler(Events.ITERATION_COMPLETED(every=cfg.train.checkpoint_every),
@@ -227,6 +247,23 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
     finally:
         tb.close()
     return summary(STAGE, paths, trainer, metrics, finished=False, resumed_from=resumed_from)
+
+
+def make_early_stopping(cfg: Any, trainer: Engine, validation: dict[str, Any],
+                        known: list[str]) -> EarlyStopping:
+    """ignite's EarlyStopping on one validation metric of the stage (train.early_stop_metric)."""
+    name = cfg.early_stop_metric
+    if cfg.patience and name not in known:
+        close = difflib.get_close_matches(name, known, n=3)
+        raise ConfigError(f"train.early_stop_metric={name!r} is not a validation metric of this "
+                          f"run" + (f"; close: {', '.join(close)}" if close else "")
+                          + f". Known: {', '.join(known)}")
+    sign = 1.0 if cfg.early_stop_mode == "max" else -1.0
+    stopping = EarlyStopping(patience=cfg.patience or 1, trainer=trainer,
+                             score_function=lambda _: sign * float(validation[name]))
+    # ignite gives the handler a logger with its own stderr handler; ours formats and routes it
+    stopping.logger = log
+    return stopping
 
 
 def find_pretrained(paths: RunPaths, from_checkpoint: str | None) -> Path:
