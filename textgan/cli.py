@@ -41,6 +41,22 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     """Keep the module docstring's line breaks and show every flag's default."""
 
 
+def whole_number(text: str) -> int:
+    """argparse type: an int, with a one-line error for anything else."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an int of at least 1."""
+    value = whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def config_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     """A parser with --preset and --config; `section.field=value` overrides pass through."""
     parser = argparse.ArgumentParser(

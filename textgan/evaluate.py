@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from textgan.cli import HelpFormatter, run_main
+from textgan.cli import HelpFormatter, positive_int, run_main
 from textgan.errors import CheckpointError, SamplingError
 
 log = logging.getLogger("textgan.evaluate")
@@ -45,16 +45,6 @@ def _temperatures(text: str) -> list[float]:
     return values
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m textgan.evaluate", description=__doc__,
                                      formatter_class=HelpFormatter)
@@ -65,18 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", metavar="FILE", default=None,
                         help="checkpoint to evaluate (default: the run folder's newest train "
                              "checkpoint, else its newest pretrain one)")
-    parser.add_argument("--n", type=_positive, default=5000,
+    parser.add_argument("--n", type=positive_int, default=5000,
                         help="samples, spread evenly over every style combination")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling and of the judges")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="sampling temperature of the --n samples")
-    parser.add_argument("--transfer-n", type=_positive, default=1000,
+    parser.add_argument("--transfer-n", type=positive_int, default=1000,
                         help="test sentences per attribute moved to every other class")
-    parser.add_argument("--iw-samples", type=_positive, default=16,
+    parser.add_argument("--iw-samples", type=positive_int, default=16,
                         help="K of the importance-weighted NLL")
     parser.add_argument("--curve-temperatures", type=_temperatures, default=[0.5, 0.7, 1.0, 1.3],
                         help="temperatures of the quality-diversity curve, comma-separated")
-    parser.add_argument("--curve-n", type=_positive, default=1000,
+    parser.add_argument("--curve-n", type=positive_int, default=1000,
                         help="samples per temperature of the curve")
     parser.add_argument("--no-curve", action="store_true", help="skip the curve")
     parser.add_argument("--transfer-file", default=None,

@@ -78,7 +78,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from textgan.cli import HelpFormatter, run_main
+from textgan.cli import HelpFormatter, positive_int, run_main, whole_number
 from textgan.config import Config
 from textgan.sweeping.leaderboard import build_leaderboard, to_markdown, write_leaderboard
 from textgan.sweeping.plan import RunPlan, plan_runs, validate_plan
@@ -100,20 +100,6 @@ log = logging.getLogger("textgan.sweep")
 SWEEPS_DIR = Path("checkpoints") / "sweeps"
 
 
-def _whole(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-
-
-def _positive(text: str) -> int:
-    value = _whole(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m textgan.sweep", description=__doc__,
                                      formatter_class=HelpFormatter)
@@ -121,13 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="sweep folder; None = checkpoints/sweeps/<grid file name>")
     # --seeds and --budget are checked by the sweep, not argparse: a ConfigError and exit 2
-    parser.add_argument("--seeds", metavar="K", type=_whole, default=None,
+    parser.add_argument("--seeds", metavar="K", type=whole_number, default=None,
                         help="run every configuration with seeds 0..K-1; None = the file's")
-    parser.add_argument("--budget", metavar="N", type=_whole, default=None,
+    parser.add_argument("--budget", metavar="N", type=whole_number, default=None,
                         help="run a random sample of N configurations; None = the file's")
     parser.add_argument("--sample-seed", metavar="S", type=int, default=None,
                         help="seed of the random sample; None = the file's, else 0")
-    parser.add_argument("--jobs", metavar="P", type=_positive, default=1, help="runs at once")
+    parser.add_argument("--jobs", metavar="P", type=positive_int, default=1, help="runs at once")
     parser.add_argument("--device", default=None,
                         help="passed to every stage ('cpu', 'cuda', ...); None = their 'auto'")
     parser.add_argument("--dry-run", action="store_true",
