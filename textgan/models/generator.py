@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from textgan.config import ModelConfig
+from textgan.models.categorical import sample_categorical
 from textgan.models.encoder import check_embedding, gru_dropout, make_embedding
 
 STRATEGIES = ("greedy", "sample")
@@ -127,7 +128,7 @@ def choose_next(logits: Tensor, *, strategy: str = "greedy", temperature: float 
     scaled = logits.float() / temperature  # (B, V)
     scaled = filter_top_p(filter_top_k(scaled, top_k), top_p)
     probs = torch.softmax(scaled, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+    return sample_categorical(probs, generator=generator)  # (B,)
 
 
 def check_decoding(*, max_len: int, strategy: str, temperature: float, top_k: int,

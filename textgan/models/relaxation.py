@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from textgan.models.categorical import sample_categorical
+
 RELAXATIONS = ("softmax", "gumbel", "st_gumbel", "reinmax")
 
 
@@ -80,7 +82,7 @@ def reinmax(logits: Tensor, tau: float, *, generator: torch.Generator | None = N
     Gumbel-softmax; we accept any tau > 0 so one temperature schedule serves every relaxation.
     """
     pi0 = torch.softmax(logits, dim=-1)  # (B, V)
-    index = torch.multinomial(pi0.detach(), 1, generator=generator)  # (B, 1)
+    index = sample_categorical(pi0, generator=generator).unsqueeze(1)  # (B, 1)
     sample = torch.zeros_like(pi0).scatter_(-1, index, 1.0)  # (B, V) one-hot D
     pi1 = (sample + torch.softmax(logits / tau, dim=-1)) / 2.0  # (B, V)
     # Where a logit is -inf (PAD/BOS masked by forbid_special), pi1 is 0 there too (D never
