@@ -1,0 +1,31 @@
+"""The benchmarks' own helpers (the benchmarks themselves time things and are run by hand)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+from textgan.config import load_config
+from textgan.corpora import load_corpus
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import scaling  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+
+
+def test_the_random_corpus_has_the_asked_shapes_and_loads_with_its_overrides(tmp_path):
+    corpus = scaling.random_corpus(tmp_path / "random.csv", words=300, length=7,
+                                   sentences=400, seed=0)
+    with corpus.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 400
+    assert {len(row["text"].split()) for row in rows} == {7}
+    assert len({word for row in rows for word in row["text"].split()}) <= 300
+    assert {row["style"] for row in rows} == {"a", "b"}
+
+    overrides = scaling.corpus_overrides(corpus, vocab_size=300, length=7)
+    cfg = load_config("tiny", overrides=[*overrides, f"data.cache_dir={tmp_path / 'hf'}"])
+    assert cfg.tokenizer.vocab_size == 300 and cfg.data.max_tokens == 22
+    loaded = load_corpus(cfg.data)
+    assert loaded.attributes == {"style": ["a", "b"]}
+    assert sum(len(loaded.splits[role]) for role in ("train", "valid", "test")) == 400
