@@ -5,6 +5,12 @@ The multi-process tests spawn 2 CPU processes with the gloo backend (a few secon
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import ignite.distributed as idist
 import numpy as np
 import pytest
@@ -225,6 +231,37 @@ def test_both_stages_run_in_two_processes_and_resume_in_one(spawn_env):
     result = train.main([*common, "--train.epochs=2"])
     assert result["epoch"] == 2 and result["resumed_from"]
     assert (run / "tb" / "train").is_dir()
+
+
+def test_ctrl_c_stops_both_processes_with_a_checkpoint_and_the_run_resumes(spawn_env):
+    """Ctrl-C reaches the launcher and both workers (one process group, as in a terminal)."""
+    run = spawn_env / "run"
+    common = ["--preset", "tiny", "--no-progress", "--run-dir", str(run),
+              "--data.synthetic_size=600"]
+    command = [sys.executable, "-m", "textgan.pretrain", *common, "--nproc-per-node", "2",
+               "--pretrain.epochs=500"]  # far more than the test waits for
+    started = subprocess.Popen(command, env=os.environ.copy(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while latest_checkpoint(run / "pretrain", "pretrain") is None:  # epoch 1 is done
+        assert started.poll() is None and time.monotonic() < deadline, "training did not start"
+        time.sleep(0.2)
+    epoch_one = read_checkpoint(latest_checkpoint(run / "pretrain", "pretrain"))
+    time.sleep(1.0)  # into epoch 2 or later
+    os.killpg(started.pid, signal.SIGINT)
+    _, stderr = started.communicate(timeout=240)
+
+    assert started.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert "interrupted: checkpoint saved at iteration" in stderr
+    interrupted = read_checkpoint(latest_checkpoint(run / "pretrain", "pretrain"))
+    stopped_at = interrupted["trainer"]["iteration"]
+    assert stopped_at > epoch_one["trainer"]["iteration"]
+    # and the run goes on from there (here in one process: a change of world size too)
+    finish = stopped_at // 17 + 1  # 17 global batches per epoch: the epoch it stopped in
+    result = pretrain.main([*common, f"--pretrain.epochs={finish}"])
+    assert result["resumed_from"] and result["epoch"] == finish
+    assert result["iteration"] == 17 * finish  # the broken epoch completed, not restarted
 
 
 def test_a_bad_process_count_is_refused():
