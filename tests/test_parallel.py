@@ -257,6 +257,9 @@ def test_ctrl_c_stops_both_processes_with_a_checkpoint_and_the_run_resumes(spawn
     interrupted = read_checkpoint(latest_checkpoint(run / "pretrain", "pretrain"))
     stopped_at = interrupted["trainer"]["iteration"]
     assert stopped_at > epoch_one["trainer"]["iteration"]
+    # the peers' random states cannot be gathered from interrupted processes: a resume
+    # derives them from rank 0's, as after a change of world size
+    assert "torch_by_rank" in epoch_one["rng"] and "torch_by_rank" not in interrupted["rng"]
     # and the run goes on from there (here in one process: a change of world size too)
     finish = stopped_at // 17 + 1  # 17 global batches per epoch: the epoch it stopped in
     result = pretrain.main([*common, f"--pretrain.epochs={finish}"])
