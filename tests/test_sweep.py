@@ -338,6 +338,12 @@ def test_a_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch, c
     # rerun: the finished runs are reused, the failed one is tried again (and fails again)
     again = sweep.main(argv)
     assert again["ran"] == 1 and again["reused"] == 2
+    # the command's exit status says that a run failed
+    with pytest.raises(SystemExit) as exited:
+        sweep.command(argv)
+    assert exited.value.code == 1
+    state = json.loads((out / "sweep.json").read_text())
+    assert sorted(e["status"] for e in state["runs"].values()) == ["done", "done", "failed"]
 
 
 def test_an_unknown_score_metric_stops_the_sweep_at_the_first_report(tmp_path, monkeypatch):

@@ -62,7 +62,8 @@ Resume: run the same command again (after Ctrl-C, a crash, a reboot). Finished r
 report.json and the same settings -- are reused; the others run again and their stages resume
 from their checkpoints. Changed settings make new run folders; runs no longer in the grid are
 left on disk and out of the leaderboard. Ctrl-C passes the interrupt to the running stages,
-which save a checkpoint, and exits with status 130.
+which save a checkpoint, and exits with status 130. A sweep in which a run failed exits with
+status 1 after writing the leaderboard of the others.
 
 Parallel runs (--jobs P) each get OMP_NUM_THREADS = cores // P (unless set), so on a small CPU
 P runs share the cores rather than multiply the work; a GPU is shared by all of them.
@@ -281,5 +282,12 @@ def _dry_run(spec: SweepSpec, runs: Sequence[RunPlan], out: Path,
     return {"dry_run": True, "out": str(out), "runs": planned}
 
 
+def command(argv: Sequence[str] | None = None) -> None:
+    """`python -m textgan.sweep`: main, then exit status 1 if a run failed, so that a script or
+    a CI job notices (the leaderboard of the finished runs is written either way)."""
+    if main(argv).get("failed"):
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    run_main(main)
+    run_main(command)
