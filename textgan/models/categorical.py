@@ -22,9 +22,10 @@ from torch import Tensor
 def sample_categorical(probs: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
     """Indices (B,) drawn from the rows of `probs` (B, V): non-negative, any positive total.
 
-    Inverse CDF: u ~ Uniform[0, total) and the first index whose cumulative mass exceeds u. An entry of probability 0 adds nothing to the cumsum, so it is never drawn (the
-    search needs a strictly larger value); u is kept strictly below the row's total, so
-    rounding cannot step past the last entry of positive mass.
+    Inverse CDF: u ~ Uniform[0, total) and the first index whose cumulative mass exceeds u.
+    An entry of probability 0 adds nothing to the cumsum, so it is never drawn (the search
+    needs a strictly larger value); u is kept strictly below the row's total, so rounding
+    cannot step past the last entry of positive mass.
     """
     if probs.dim() != 2:
         raise ValueError(f"probs must be (B, V), got {tuple(probs.shape)}")
