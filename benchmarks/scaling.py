@@ -146,7 +146,8 @@ def run_points(args: argparse.Namespace, cfg: Any, corpora: Path) -> list[dict[s
         row["sampling_sentences_per_s"] = report["sampling"]["sentences_per_s"]
         rows.append(row)
         print(f"{axis:>6} {value:>5} (vocab {row['vocab_size']:>5}, "
-              f"{row['tokens_per_sentence']:4.1f} tok/sent): pretrain {row['pretrain_tokens_per_s']:8.0f} tok/s "
+              f"{row['tokens_per_sentence']:4.1f} tok/sent): pretrain "
+              f"{row['pretrain_tokens_per_s']:8.0f} tok/s "
               f"{100 * row['pretrain_fraction_of_peak']:5.1f}% | adversarial "
               f"{row['adversarial_tokens_per_s']:7.0f} tok/s "
               f"{100 * row['adversarial_fraction_of_peak']:5.1f}% | sampling "
