@@ -29,3 +29,26 @@ def test_the_random_corpus_has_the_asked_shapes_and_loads_with_its_overrides(tmp
     loaded = load_corpus(cfg.data)
     assert loaded.attributes == {"style": ["a", "b"]}
     assert sum(len(loaded.splits[role]) for role in ("train", "valid", "test")) == 400
+
+
+def test_the_corpus_memory_benchmark_measures_every_phase_in_a_child_process(tmp_path,
+                                                                             monkeypatch):
+    import corpus_memory  # noqa: E402  (benchmarks/ is on sys.path, above)
+
+    # the child is a fresh process: its datasets cache must stay in tmp_path too
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    out = tmp_path / "memory.json"
+    rows = corpus_memory.main(["--sizes", "500", "--preset", "tiny", "--keep",
+                               str(tmp_path / "corpora"), "--out", str(out)])
+
+    assert [row["sentences"] for row in rows] == [500]
+    (row,) = rows
+    # 5% valid and 5% test are held out (minus duplicates), and one epoch reads every training sentence in batches
+    assert 350 <= row["train_sentences"] < 500
+    assert row["epoch_batches"] >= row["train_sentences"] // 32  # tiny: batch_size 32
+    assert row["epoch_tokens"] >= row["train_sentences"] * 10  # 10 words, at least 1 piece each
+    for phase in ("imports", "load", "prepare", "epoch"):
+        assert 0 < row[f"{phase}_anon_mib"] <= row[f"{phase}_mib"]
+    assert row["cache_mib"] > 0
+    assert (tmp_path / "corpora" / "corpus500.csv").is_file()
+    assert out.is_file()
