@@ -262,6 +262,11 @@ class TrainConfig:
         "fp32", "bf16: the networks' forward passes under bf16 autocast (losses and relaxations "
                 "stay fp32; for GPUs with bf16, little gain on a CPU); fp32: none",
         choices=PRECISIONS, runtime=True)
+    compile_soft_step: bool = setting(
+        False, "run each step of the soft generated sentence as one torch.compile'd function "
+               "(fuses its ~20 kernels per step; for GPUs, where launches bound that loop; "
+               "compiles for ~10-60 s at the start; needs inductor's C++ compiler or triton)",
+        runtime=True)
     relaxation: str = setting(
         "softmax", "soft generated sentence: softmax at temperature tau (Hu et al.), gumbel "
                    "(Gumbel-softmax), st_gumbel (straight-through, hard after hard_after_steps), "

@@ -251,7 +251,8 @@ class AdversarialSteps:
             # the soft sentence G_tau(z, c) from the prior, read by a frozen D and a frozen E
             z_prior, c_labels = self.prior(batch.tokens.shape[0])
             soft = soft_generate(generator, z_prior, one_hot_code(c_labels, self.num_classes),
-                                 max_len=self.max_len, tau=tau, kind=cfg.relaxation, hard=hard)
+                                 max_len=self.max_len, tau=tau, kind=cfg.relaxation, hard=hard,
+                                 compiled=cfg.compile_soft_step)
             weights = position_weights(soft, cfg.soft_mask)  # (B, T)
             with frozen(disc), eval_mode(disc):
                 attr_c = attribute_loss(disc.forward_soft(soft.probs, weights), c_labels).total

@@ -28,3 +28,7 @@ class CheckpointError(TextganError):
 class SamplingError(TextganError):
     """A sampling request the model cannot serve: an unknown style attribute or class, an empty
     or over-long sentence to reconstruct, an impossible decoding setting."""
+
+
+class CompileError(TextganError):
+    """torch.compile could not build a compiled step (no C++ compiler, no triton, ...)."""

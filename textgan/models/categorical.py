@@ -19,19 +19,31 @@ import torch
 from torch import Tensor
 
 
-def sample_categorical(probs: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+def sample_categorical(probs: Tensor, *, generator: torch.Generator | None = None,
+                       uniform: Tensor | None = None) -> Tensor:
     """Indices (B,) drawn from the rows of `probs` (B, V): non-negative, any positive total.
 
     Inverse CDF: u ~ Uniform[0, total) and the first index whose cumulative mass exceeds u.
     An entry of probability 0 adds nothing to the cumsum, so it is never drawn (the search
     needs a strictly larger value); u is kept strictly below the row's total, so rounding
     cannot step past the last entry of positive mass.
+
+    `uniform` (B, 1) in [0, 1), when given, replaces the draw from `generator`: a compiled
+    caller draws its random numbers outside the compiled region (`uniform_draws`).
     """
     if probs.dim() != 2:
         raise ValueError(f"probs must be (B, V), got {tuple(probs.shape)}")
     cumulative = probs.detach().cumsum(dim=-1)  # (B, V)
     total = cumulative[:, -1:]  # (B, 1)
-    uniform = torch.rand(total.shape, generator=generator, device=probs.device,
-                         dtype=cumulative.dtype)
+    if uniform is None:
+        uniform = uniform_draws(probs.shape[0], generator=generator, device=probs.device,
+                                dtype=cumulative.dtype)
     target = torch.minimum(uniform * total, torch.nextafter(total, torch.zeros_like(total)))
     return torch.searchsorted(cumulative, target, right=True).squeeze(1)  # (B,)
+
+
+def uniform_draws(batch: int, *, generator: torch.Generator | None = None,
+                  device: torch.device | None = None,
+                  dtype: torch.dtype = torch.float32) -> Tensor:
+    """The (B, 1) uniform numbers `sample_categorical` draws, drawn the same way."""
+    return torch.rand((batch, 1), generator=generator, device=device, dtype=dtype)

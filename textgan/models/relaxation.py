@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from textgan.models.categorical import sample_categorical
+from textgan.models.categorical import sample_categorical, uniform_draws
 
 RELAXATIONS = ("softmax", "gumbel", "st_gumbel", "reinmax")
 
@@ -62,7 +62,8 @@ def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
     return hard + (soft - soft.detach())
 
 
-def reinmax(logits: Tensor, tau: float, *, generator: torch.Generator | None = None) -> Tensor:
+def reinmax(logits: Tensor, tau: float | Tensor, *, generator: torch.Generator | None = None,
+            uniform: Tensor | None = None) -> Tensor:
     """ReinMax (Liu et al. 2023, "Bridging Discrete and Backpropagation: Straight-Through and
     Beyond", NeurIPS; Algorithm 2), fp32 logits (B, V) -> one-hot sample (B, V).
 
@@ -80,9 +81,10 @@ def reinmax(logits: Tensor, tau: float, *, generator: torch.Generator | None = N
 
     The authors recommend tau >= 1 for ReinMax (their reference code refuses tau < 1), unlike
     Gumbel-softmax; we accept any tau > 0 so one temperature schedule serves every relaxation.
+    `uniform` (B, 1), when given, is the draw of D instead of one from `generator`.
     """
     pi0 = torch.softmax(logits, dim=-1)  # (B, V)
-    index = sample_categorical(pi0, generator=generator).unsqueeze(1)  # (B, 1)
+    index = sample_categorical(pi0, generator=generator, uniform=uniform).unsqueeze(1)  # (B, 1)
     sample = torch.zeros_like(pi0).scatter_(-1, index, 1.0)  # (B, V) one-hot D
     pi1 = (sample + torch.softmax(logits / tau, dim=-1)) / 2.0  # (B, V)
     # Where a logit is -inf (PAD/BOS masked by forbid_special), pi1 is 0 there too (D never
@@ -112,21 +114,44 @@ def relax(logits: Tensor, tau: float, kind: str, *, hard: bool = False,
 
     `tau` must be > 0; the temperature schedules keep it at or above a floor.
     """
+    check_relaxation(kind, tau)
+    noise = relaxation_noise(kind, logits.shape, device=logits.device, generator=generator)
+    return relax_drawn(logits, tau, kind, hard=hard, noise=noise)
+
+
+def check_relaxation(kind: str, tau: float) -> None:
+    """Refuse an unknown kind or a temperature that is not > 0."""
     if kind not in RELAXATIONS:
         raise ValueError(f"unknown relaxation '{kind}' (use one of {RELAXATIONS})")
     if not tau > 0.0:
         raise ValueError(f"temperature must be > 0, got {tau}")
+
+
+def relaxation_noise(kind: str, shape: torch.Size | tuple[int, int], *,
+                     device: torch.device | None = None,
+                     generator: torch.Generator | None = None) -> Tensor | None:
+    """The random numbers one relaxed step of rows `shape` (B, V) uses, drawn from `generator`:
+    Gumbel noise (B, V) for "gumbel" and "st_gumbel", ReinMax's uniform (B, 1), None for
+    "softmax". `relax` draws them itself; a compiled caller draws them outside its compiled
+    region (the same draws, from the same stream) and hands them to `relax_drawn`."""
+    if kind == "reinmax":
+        return uniform_draws(shape[0], generator=generator, device=device)
+    if kind in ("gumbel", "st_gumbel"):
+        return gumbel_noise(shape, device=device, generator=generator)
+    return None
+
+
+def relax_drawn(logits: Tensor, tau: float | Tensor, kind: str, *, hard: bool,
+                noise: Tensor | None) -> Tensor:
+    """`relax` with its random numbers given (`relaxation_noise`) and no argument checks; tau may
+    be a 0-d tensor, so that a compiled step is not recompiled for each temperature."""
     # .float() alone makes everything below fp32 today (no op here is on an autocast
     # reduced-precision list); switching autocast off keeps it so if those lists grow.
     with torch.autocast(device_type=logits.device.type, enabled=False):
         logits = logits.float()  # (B, V)
         if kind == "reinmax":
-            return reinmax(logits, tau, generator=generator)
-        if kind == "softmax":
-            scores = logits / tau
-        else:  # gumbel, st_gumbel
-            scores = (logits + gumbel_noise(logits.shape, device=logits.device,
-                                            generator=generator)) / tau
+            return reinmax(logits, tau, uniform=noise)
+        scores = logits / tau if kind == "softmax" else (logits + noise) / tau  # gumbel kinds
         soft = torch.softmax(scores, dim=-1)  # (B, V)
         if not hard:
             return soft

@@ -20,7 +20,11 @@ exactly hard EOS masking; for soft rows the tail fades as EOS mass accumulates. 
 soft generation always runs exactly `max_len` steps: there is no point at which a soft sentence
 has certainly ended, and stopping at a hard EOS would give rows different lengths for no saving
 that matters at max_len ~ 15. `tokens`/`lengths` are the hard reading (argmax per step, cut at
-the first EOS) for logging, samples and the D step's hard inputs if one wants them.
+the first EOS) for logging, samples and the D step's hard inputs if one wants them; it is read
+from the stacked rows after the loop, so the loop itself does nothing but the steps.
+
+`compiled=True` (train.compile_soft_step) runs each step as one `torch.compile`d function of
+tensors (`soft_step`), for GPUs, where the ~20 kernel launches of an eager step bound the loop.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from torch import Tensor
 
 from textgan.losses import length_mask
 from textgan.models.generator import Generator
-from textgan.models.relaxation import RELAXATIONS, relax
+from textgan.models.relaxation import check_relaxation, relax, relaxation_noise
+from textgan.models.soft_step import cell_weights, compiled_soft_step, dropout_masks, run_compiled
 
 
 class SoftSentence(NamedTuple):
@@ -77,41 +82,63 @@ def position_weights(sentence: SoftSentence, mask: str) -> Tensor:
 
 
 def soft_generate(generator: Generator, z: Tensor, c: Tensor, *, max_len: int, tau: float,
-                  kind: str, hard: bool = False,
-                  noise: torch.Generator | None = None) -> SoftSentence:
+                  kind: str, hard: bool = False, noise: torch.Generator | None = None,
+                  compiled: bool = False) -> SoftSentence:
     """Run the generator freely for `max_len` steps on its own relaxed outputs, all rows at once.
 
     z (B, Z), c (B, C). `kind` and `hard` go to `relax` (hard is ignored by "reinmax", whose
     forward pass is always one-hot); `noise` drives the Gumbel / ReinMax draws ("softmax" draws
     nothing) and must live on z's device. Dropout applies if the generator is in training mode,
-    as in teacher forcing.
+    as in teacher forcing. `compiled` runs each step as one `torch.compile`d function
+    (`soft_step`): the same values to rounding and the same relaxation draws, fewer kernels;
+    the first calls compile (seconds to a minute).
     """
     if max_len < 1:
         raise ValueError(f"max_len must be at least 1, got {max_len}")
-    if kind not in RELAXATIONS:  # fail before any work, not inside the first step
-        raise ValueError(f"unknown relaxation '{kind}' (use one of {RELAXATIONS})")
+    check_relaxation(kind, tau)  # fail before any work, not inside the first step
     zc = generator.conditioning(z, c)  # (B, Z+C)
     hidden = generator.initial_state(z, c)  # (L, B, H)
-    batch, device, eos = zc.shape[0], zc.device, generator.eos_id
-    input_emb = generator.embed(generator.start_tokens(batch, device=device))  # (B, E)
-
-    ended = torch.zeros(batch, dtype=torch.bool, device=device)  # (B,) hard reading
-    lengths = torch.full((batch,), max_len, dtype=torch.long, device=device)  # (B,)
-    probs, tokens = [], []
-    for t in range(max_len):
-        logits, hidden = generator.step(input_emb, hidden, zc)  # (B, V), (L, B, H)
-        y = relax(generator.forbid_special(logits), tau, kind, hard=hard,
-                  generator=noise)  # (B, V) fp32
-        probs.append(y)
-
-        chosen = y.detach().argmax(dim=-1)  # (B,)
-        tokens.append(chosen.masked_fill(ended, generator.pad_id))
-        first_eos = (chosen == eos) & ~ended
-        lengths = lengths.masked_fill(first_eos, t + 1)
-        ended = ended | first_eos
-
-        input_emb = generator.embed_soft(y)  # (B, E), differentiable in y
+    input_emb = generator.embed(generator.start_tokens(zc.shape[0], device=zc.device))  # (B, E)
+    if compiled:
+        probs = _compiled_steps(generator, input_emb, hidden, zc, max_len=max_len, tau=tau,
+                                kind=kind, hard=hard, noise=noise)
+    else:
+        probs = []
+        for _ in range(max_len):
+            logits, hidden = generator.step(input_emb, hidden, zc)  # (B, V), (L, B, H)
+            y = relax(generator.forbid_special(logits), tau, kind, hard=hard,
+                      generator=noise)  # (B, V) fp32
+            probs.append(y)
+            input_emb = generator.embed_soft(y)  # (B, E), differentiable in y
     stacked = torch.stack(probs, dim=1)  # (B, T, V)
+    tokens, lengths = hard_reading(stacked, eos_id=generator.eos_id, pad_id=generator.pad_id)
     # fp32 whatever autocast does to the GRU: relax returns fp32 rows
-    return SoftSentence(probs=stacked, weights=alive_weights(stacked[..., eos]),
-                        tokens=torch.stack(tokens, dim=1), lengths=lengths)
+    return SoftSentence(probs=stacked, weights=alive_weights(stacked[..., generator.eos_id]),
+                        tokens=tokens, lengths=lengths)
+
+
+def _compiled_steps(generator: Generator, input_emb: Tensor, hidden: Tensor, zc: Tensor, *,
+                    max_len: int, tau: float, kind: str, hard: bool,
+                    noise: torch.Generator | None) -> list[Tensor]:
+    """The loop of `soft_generate` with each step compiled; the random numbers drawn eagerly."""
+    step, weights = compiled_soft_step(), cell_weights(generator)
+    batch, vocab = input_emb.shape[0], weights.embedding.shape[0]
+    tau_tensor = torch.tensor(tau, dtype=torch.float32, device=zc.device)
+    input_dropout = generator.training and generator.dropout.p > 0
+    probs = []
+    for _ in range(max_len):
+        draws = relaxation_noise(kind, (batch, vocab), device=zc.device, generator=noise)
+        y, input_emb, hidden = run_compiled(
+            step, input_emb, hidden, zc, tau_tensor, draws, dropout_masks(generator, batch),
+            weights, kind=kind, hard=hard, input_dropout=input_dropout)
+        probs.append(y)
+    return probs
+
+
+def hard_reading(probs: Tensor, *, eos_id: int, pad_id: int) -> tuple[Tensor, Tensor]:
+    """The argmax tokens (B, T) of relaxed rows (B, T, V), PAD after the first EOS, and the
+    lengths (B,) up to and including the first EOS (T where there is none)."""
+    chosen = probs.detach().argmax(dim=-1)  # (B, T)
+    is_eos = (chosen == eos_id).long()  # (B, T)
+    after_eos = (is_eos.cumsum(dim=1) - is_eos) > 0  # (B, T) an EOS came strictly before
+    return chosen.masked_fill(after_eos, pad_id), (~after_eos).sum(dim=1)
