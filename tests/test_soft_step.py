@@ -12,7 +12,8 @@ from textgan.config import ModelConfig
 from textgan.errors import CompileError
 from textgan.models import Generator, soft_generate
 from textgan.models.relaxation import relaxation_noise
-from textgan.models.soft_step import cell_weights, dropout_masks, run_compiled, soft_step
+from textgan.models.soft_step import (DropoutMasks, cell_weights, dropout_masks, run_compiled,
+                                      soft_step)
 
 PAD, BOS, EOS = 5, 2, 7
 VOCAB, Z_DIM, CODE_DIM = 20, 4, 3
@@ -53,9 +54,9 @@ def test_one_step_of_the_function_is_the_generators_step_then_relax(kind, hard):
     input_emb = torch.randn(5, 8, generator=torch.Generator().manual_seed(2))
     noise = relaxation_noise(kind, (5, VOCAB), generator=torch.Generator().manual_seed(4))
 
-    y, next_emb, next_hidden = soft_step(input_emb, hidden, zc, torch.tensor(0.6), noise, (),
-                                         cell_weights(generator), kind=kind, hard=hard,
-                                         input_dropout=False)
+    y, next_emb, next_hidden = soft_step(input_emb, hidden, zc, torch.tensor(0.6), noise,
+                                         dropout_masks(generator, 5), cell_weights(generator),
+                                         kind=kind, hard=hard)
 
     from textgan.models.relaxation import relax
     expected_logits, expected_hidden = generator.step(input_emb, hidden, zc)
@@ -92,11 +93,14 @@ def test_dropout_masks_follow_the_generators_dropout_and_mode():
     generator = make_generator(layers=3, dropout=0.25).train()
     masks = dropout_masks(generator, 64)
     # the input embedding's, then one per gap between the three layers
-    assert [tuple(mask.shape) for mask in masks] == [(64, 8), (64, 12), (64, 12)]
-    for mask in masks:
+    assert tuple(masks.input.shape) == (64, 8)
+    assert [tuple(mask.shape) for mask in masks.between] == [(64, 12), (64, 12)]
+    for mask in (masks.input, *masks.between):
         assert set(mask.unique().tolist()) == {0.0, torch.tensor(1.0 / 0.75).item()}
-    assert dropout_masks(generator.eval(), 64) == ()
-    assert dropout_masks(make_generator(layers=1, dropout=0.0).train(), 64) == ()
+    assert dropout_masks(generator.eval(), 64) == DropoutMasks(input=None, between=())
+    one_layer = dropout_masks(make_generator(layers=1, dropout=0.25).train(), 64)
+    assert one_layer.input is not None and one_layer.between == ()
+    assert dropout_masks(make_generator(dropout=0.0).train(), 64) == DropoutMasks(None, ())
 
 
 def test_keep_all_masks_give_the_eval_step_and_zero_masks_silence_the_input():
@@ -106,16 +110,20 @@ def test_keep_all_masks_give_the_eval_step_and_zero_masks_silence_the_input():
     input_emb = torch.randn(4, 8, generator=torch.Generator().manual_seed(2))
     weights, tau = cell_weights(generator), torch.tensor(1.0)
 
-    def step(emb, masks, input_dropout):
-        return soft_step(emb, hidden, zc, tau, None, masks, weights, kind="softmax", hard=False,
-                         input_dropout=input_dropout)
+    def step(emb, masks):
+        return soft_step(emb, hidden, zc, tau, None, masks, weights, kind="softmax", hard=False)
 
-    ones = (torch.ones(4, 8), torch.ones(4, 12))
-    reference = step(input_emb, (), False)
-    for got, expected in zip(step(input_emb, ones, True), reference, strict=True):
+    reference = step(input_emb, DropoutMasks(None, ()))
+    ones = DropoutMasks(torch.ones(4, 8), (torch.ones(4, 12),))
+    for got, expected in zip(step(input_emb, ones), reference, strict=True):
         torch.testing.assert_close(got, expected)
-    silenced = step(input_emb, (torch.zeros(4, 8), torch.ones(4, 12)), True)
-    torch.testing.assert_close(silenced[0], step(torch.zeros(4, 8), (), False)[0])
+    silenced = step(input_emb, DropoutMasks(torch.zeros(4, 8), (torch.ones(4, 12),)))
+    torch.testing.assert_close(silenced[0], step(torch.zeros(4, 8), DropoutMasks(None, ()))[0])
+    # a zero mask between the layers cuts layer 2 off from layer 1: its state is as for x = 0
+    cut = step(input_emb, DropoutMasks(None, (torch.zeros(4, 12),)))
+    w_ih, w_hh, b_ih, b_hh = weights.gru[1]
+    torch.testing.assert_close(cut[2][1], torch.gru_cell(torch.zeros(4, 12), hidden[1], w_ih,
+                                                         w_hh, b_ih, b_hh))
 
 
 def test_a_failed_compilation_is_a_readable_refusal():

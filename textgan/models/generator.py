@@ -192,9 +192,11 @@ class Generator(nn.Module):
         a training target; an untrained model can still rank them first, so decoding (hard or
         soft) removes them rather than trusting the model to have learnt it.
         """
-        special = torch.tensor(sorted({self.pad_id, self.bos_id} - {self.eos_id}),
-                               device=logits.device)
-        return logits.index_fill(-1, special, float("-inf"))
+        return logits.index_fill(-1, self.forbidden_ids(device=logits.device), float("-inf"))
+
+    def forbidden_ids(self, *, device: torch.device | None = None) -> Tensor:
+        """The ids `forbid_special` sets to -inf (k,): PAD and BOS, unless one of them is EOS."""
+        return torch.tensor(sorted({self.pad_id, self.bos_id} - {self.eos_id}), device=device)
 
     def teacher_inputs(self, tokens: Tensor) -> Tensor:
         """BOS + tokens[:, :-1] (B, T), the inputs that predict `tokens`."""

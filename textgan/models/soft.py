@@ -124,13 +124,12 @@ def _compiled_steps(generator: Generator, input_emb: Tensor, hidden: Tensor, zc:
     step, weights = compiled_soft_step(), cell_weights(generator)
     batch, vocab = input_emb.shape[0], weights.embedding.shape[0]
     tau_tensor = torch.tensor(tau, dtype=torch.float32, device=zc.device)
-    input_dropout = generator.training and generator.dropout.p > 0
     probs = []
     for _ in range(max_len):
         draws = relaxation_noise(kind, (batch, vocab), device=zc.device, generator=noise)
         y, input_emb, hidden = run_compiled(
             step, input_emb, hidden, zc, tau_tensor, draws, dropout_masks(generator, batch),
-            weights, kind=kind, hard=hard, input_dropout=input_dropout)
+            weights, kind=kind, hard=hard)
         probs.append(y)
     return probs
 

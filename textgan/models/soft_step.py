@@ -1,10 +1,10 @@
 """One step of soft generation as a function of tensors alone, so that `torch.compile` can fuse it.
 
     weights = cell_weights(generator)
-    masks = dropout_masks(generator, batch)                 # () in eval mode
+    masks = dropout_masks(generator, batch)                 # none in eval mode
     noise = relaxation_noise(kind, (batch, vocab), generator=g)
     y, next_emb, hidden = compiled_soft_step()(input_emb, hidden, zc, tau, noise, masks,
-                                               weights, kind=kind, hard=hard, input_dropout=...)
+                                               weights, kind=kind, hard=hard)
 
 `soft.soft_generate(..., compiled=True)` runs this loop; `train.compile_soft_step` turns it on.
 
@@ -53,27 +53,28 @@ def cell_weights(generator: Generator) -> CellWeights:
     if not gru.bias:
         raise ValueError("the soft step cell expects a GRU with biases, as Generator builds it")
     layers = tuple(tuple(gru.all_weights[layer]) for layer in range(gru.num_layers))
-    forbidden = torch.tensor(sorted({generator.pad_id, generator.bos_id} - {generator.eos_id}),
-                             device=generator.output.weight.device)
+    forbidden = generator.forbidden_ids(device=generator.output.weight.device)
     return CellWeights(gru=layers, output_weight=generator.output.weight,
                        output_bias=generator.output.bias, embedding=generator.embedding.weight,
                        forbidden=forbidden)
 
 
-def dropout_masks(generator: Generator, batch: int) -> tuple[Tensor, ...]:
-    """Scaled keep-masks for one step in training mode: the input embedding's (B, E), then one
-    (B, H) per gap between GRU layers; () in eval mode or without dropout."""
-    if not generator.training:
-        return ()
+class DropoutMasks(NamedTuple):
+    """Scaled keep-masks (0 or 1 / (1 - p)) for one step, as nn.Dropout would apply them."""
+
+    input: Tensor | None  # (B, E) on the input embedding; None: no dropout there
+    between: tuple[Tensor, ...]  # (B, H) on the input of GRU layer l + 1, l = 0..L-2; or ()
+
+
+def dropout_masks(generator: Generator, batch: int) -> DropoutMasks:
+    """The masks of one step: none in eval mode or without dropout."""
     weight = generator.embedding.weight
-    shapes = []
-    if generator.dropout.p > 0:
-        shapes.append((batch, weight.shape[1]))
-    masks = [_keep_mask(shape, generator.dropout.p, weight) for shape in shapes]
-    if generator.gru.dropout > 0:
-        masks += [_keep_mask((batch, generator.hidden_dim), generator.gru.dropout, weight)
-                  for _ in range(generator.num_layers - 1)]
-    return tuple(masks)
+    p_input = generator.dropout.p if generator.training else 0.0
+    p_between = generator.gru.dropout if generator.training else 0.0
+    return DropoutMasks(
+        input=_keep_mask((batch, weight.shape[1]), p_input, weight) if p_input > 0 else None,
+        between=tuple(_keep_mask((batch, generator.hidden_dim), p_between, weight)
+                      for _ in range(generator.num_layers - 1)) if p_between > 0 else ())
 
 
 def _keep_mask(shape: tuple[int, int], p: float, like: Tensor) -> Tensor:
@@ -81,20 +82,16 @@ def _keep_mask(shape: tuple[int, int], p: float, like: Tensor) -> Tensor:
 
 
 def soft_step(input_emb: Tensor, hidden: Tensor, zc: Tensor, tau: Tensor, noise: Tensor | None,
-              masks: tuple[Tensor, ...], weights: CellWeights, *, kind: str, hard: bool,
-              input_dropout: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """(relaxed row y (B, V) fp32, next input y @ E (B, E), next hidden (L, B, H)).
-
-    `masks` from `dropout_masks`; `input_dropout` says whether masks[0] is the input
-    embedding's (the remaining ones sit between layers).
-    """
-    if input_dropout:
-        input_emb, masks = input_emb * masks[0], masks[1:]
+              masks: DropoutMasks, weights: CellWeights, *, kind: str,
+              hard: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """(relaxed row y (B, V) fp32, next input y @ E (B, E), next hidden (L, B, H))."""
+    if masks.input is not None:
+        input_emb = input_emb * masks.input
     x = torch.cat([input_emb, zc], dim=-1)  # (B, E+Z+C)
     states = []
     for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights.gru):
-        if layer > 0 and masks:
-            x = x * masks[layer - 1]
+        if layer > 0 and masks.between:
+            x = x * masks.between[layer - 1]
         x = torch.gru_cell(x, hidden[layer], w_ih, w_hh, b_ih, b_hh)  # (B, H)
         states.append(x)
     logits = torch.nn.functional.linear(x, weights.output_weight, weights.output_bias)  # (B, V)
