@@ -228,19 +228,51 @@ def fresh_vae(cfg: Any, data: PreparedData, device: torch.device) -> nn.ModuleDi
     return nn.ModuleDict({"encoder": vae.encoder, "generator": vae.generator}).to(device)
 
 
-def bench_pretrain(cfg: Any, data: PreparedData, device: torch.device,
-                   args: argparse.Namespace) -> dict[str, Any]:
-    """As textgan.pretrain.main builds its trainer (minus checkpoints, validation, logging)."""
-    tok, num_classes = data.tokenizer, data.num_classes
+def pretrain_trainer(cfg: Any, data: PreparedData, device: torch.device) -> Engine:
+    """As textgan.pretrain.main builds its trainer (minus checkpoints, validation, logging),
+    on freshly initialised weights."""
+    tok = data.tokenizer
     model = fresh_vae(cfg, data, device)
     encoder, generator = model["encoder"], model["generator"]
     optimizer = build_optimizer(vae_parameters((encoder, generator)), cfg.pretrain)
     trainer = create_pretrain_trainer(
-        encoder, generator, optimizer, cfg=cfg.pretrain, num_classes=num_classes,
+        encoder, generator, optimizer, cfg=cfg.pretrain, num_classes=data.num_classes,
         unk_id=tok.unk_id, pad_id=tok.pad_id, bos_id=tok.bos_id,
         dataset_size=len(data.splits["train"]), device=device)
     attach_schedules(trainer, make_pretrain_schedules(cfg.pretrain))
     attach_sampler_epochs(trainer, data.train_loader.batch_sampler)
+    return trainer
+
+
+def adversarial_trainer(cfg: Any, data: PreparedData, device: torch.device) -> Engine:
+    """As textgan.train.main builds its trainer, on freshly initialised weights and with no D
+    warm-up: every iteration is a full wake-sleep round (D step, then G+E step)."""
+    tok, num_classes = data.tokenizer, data.num_classes
+    model = fresh_vae(cfg, data, device)
+    discriminator = Discriminator(cfg.discriminator, vocab_size=tok.vocab_size,
+                                  num_classes=num_classes, pad_id=tok.pad_id).to(device)
+    steps = AdversarialSteps(
+        encoder=model["encoder"], generator=model["generator"], discriminator=discriminator,
+        optimizers={}, cfg=cfg.train, num_classes=num_classes, max_len=cfg.data.max_tokens,
+        class_weights=class_weights_for(data, cfg.train.class_weights, device),
+        unk_id=tok.unk_id, pad_id=tok.pad_id, bos_id=tok.bos_id, device=device)
+    t = cfg.train
+    steps.optimizers = {
+        "d": make_optimizer(steps.params["d"], t.optimizer, lr=t.d_lr, weight_decay=t.weight_decay),
+        "g": make_optimizer(steps.params["g"], t.optimizer, lr=t.lr, weight_decay=t.weight_decay),
+        "e": make_optimizer(steps.params["e"], t.optimizer, lr=t.lr, weight_decay=t.weight_decay),
+    }
+    trainer = create_train_trainer(steps, d_warmup_steps=0)
+    attach_schedules(trainer, make_train_schedules(cfg.train, start_step=0))
+    attach_sampler_epochs(trainer, data.train_loader.batch_sampler)
+    return trainer
+
+
+def bench_pretrain(cfg: Any, data: PreparedData, device: torch.device,
+                   args: argparse.Namespace) -> dict[str, Any]:
+    """`pretrain_trainer`, timed."""
+    tok, num_classes = data.tokenizer, data.num_classes
+    trainer = pretrain_trainer(cfg, data, device)
     cost = pretrain_step_flops(cfg.model, vocab_size=tok.vocab_size,
                                code_dim=code_dim(num_classes))
     result = time_engine(
@@ -257,8 +289,7 @@ def bench_pretrain(cfg: Any, data: PreparedData, device: torch.device,
 
 def bench_adversarial(cfg: Any, data: PreparedData, device: torch.device,
                       args: argparse.Namespace) -> dict[str, Any]:
-    """As textgan.train.main builds its trainer, with no D warm-up: every iteration is a full
-    wake-sleep round (D step, then G+E step).
+    """`adversarial_trainer`, timed.
 
     The step does not report the lengths of the sentences G samples, so D's reading of them
     (d_fake) and E's reading of the soft sentence (e_soft) are counted at max_len per sentence:
@@ -266,25 +297,8 @@ def bench_adversarial(cfg: Any, data: PreparedData, device: torch.device,
     iterations it starts to), which the flop counter's figure shows.
     """
     tok, num_classes = data.tokenizer, data.num_classes
-    model = fresh_vae(cfg, data, device)
-    discriminator = Discriminator(cfg.discriminator, vocab_size=tok.vocab_size,
-                                  num_classes=num_classes, pad_id=tok.pad_id).to(device)
     max_len = cfg.data.max_tokens
-    steps = AdversarialSteps(
-        encoder=model["encoder"], generator=model["generator"], discriminator=discriminator,
-        optimizers={}, cfg=cfg.train, num_classes=num_classes, max_len=max_len,
-        class_weights=class_weights_for(data, cfg.train.class_weights, device),
-        unk_id=tok.unk_id, pad_id=tok.pad_id, bos_id=tok.bos_id, device=device)
-    t = cfg.train
-    steps.optimizers = {
-        "d": make_optimizer(steps.params["d"], t.optimizer, lr=t.d_lr, weight_decay=t.weight_decay),
-        "g": make_optimizer(steps.params["g"], t.optimizer, lr=t.lr, weight_decay=t.weight_decay),
-        "e": make_optimizer(steps.params["e"], t.optimizer, lr=t.lr, weight_decay=t.weight_decay),
-    }
-    trainer = create_train_trainer(steps, d_warmup_steps=0)
-    attach_schedules(trainer, make_train_schedules(cfg.train, start_step=0))
-    attach_sampler_epochs(trainer, data.train_loader.batch_sampler)
-
+    trainer = adversarial_trainer(cfg, data, device)
     parts_sum: dict[str, float] = {}
 
     def step_flops(batch: Batch) -> float:
@@ -386,13 +400,28 @@ def print_table(report: dict[str, Any]) -> None:
           f"ended with EOS (FLOP/s counted for {run['max_len']} steps per row: an upper bound)")
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """--preset, --set and --device, as every benchmark that builds the trainers takes them."""
     parser.add_argument("--preset", default="default", choices=PRESETS)
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.FIELD=VALUE", help="config override (repeatable)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+
+def chosen_device(parser: argparse.ArgumentParser, choice: str) -> torch.device:
+    """The device of --device ("auto": CUDA where torch sees a GPU); a usage error if absent."""
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(choice)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda, but torch sees no CUDA GPU")
+    return device
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_arguments(parser)
     parser.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads (0 = torch's default)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed iterations per stage")
@@ -410,12 +439,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.warmup < 1 or args.iterations < 1 or args.count_iterations < 0 or args.samples < 1:
         parser.error("--warmup, --iterations and --samples must be >= 1, --count-iterations >= 0")
 
-    if args.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda, but torch sees no CUDA GPU")
+    device = chosen_device(parser, args.device)
     if device.type == "cuda" and args.count_iterations:
         args.count_iterations = 0  # the counter has no formula for cuDNN's RNN: it would undercount
     if args.threads:

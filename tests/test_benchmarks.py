@@ -52,3 +52,20 @@ def test_the_corpus_memory_benchmark_measures_every_phase_in_a_child_process(tmp
     assert row["cache_mib"] > 0
     assert (tmp_path / "corpora" / "corpus500.csv").is_file()
     assert out.is_file()
+
+
+def test_the_host_sync_benchmark_counts_the_real_engines_by_call_site(tmp_path):
+    import host_syncs  # noqa: E402  (benchmarks/ is on sys.path, above)
+
+    out = tmp_path / "syncs.json"
+    report = host_syncs.main(["--preset", "tiny", "--device", "cpu", "--warmup", "1",
+                              "--iterations", "2", "--out", str(out)])
+    assert out.is_file()
+    # pretraining reads nothing that would wait on a GPU; its label checks are reads on a CPU
+    assert report["pretrain"]["per_iteration"]["wait"] == 0
+    assert report["pretrain"]["per_iteration"]["check"] > 0
+    # the adversarial round's waits on a CPU are its decoding's exit checks, one per time step
+    waits = [site for site in report["adversarial"]["sites_per_iteration"]
+             if not any(part in site for part in ("checks.py", "encoder.py", "data.py",
+                                                  "torch/"))]
+    assert waits and all(site.startswith("textgan/models/generator.py") for site in waits)

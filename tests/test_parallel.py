@@ -23,7 +23,7 @@ from textgan import parallel
 from textgan.checkpoint import RNGStates, latest_checkpoint, read_checkpoint
 from textgan.config import load_config
 from textgan.data import Batch, BucketBatchSampler
-from textgan.engines import create_pretrain_trainer
+from textgan.engines import create_pretrain_trainer, read_outputs
 from textgan.models import vae_parameters
 from textgan.schedules import KL_WEIGHT, WORD_DROPOUT
 from tiny_models import BOS, EOS, NUM_CLASSES, PAD, UNK, VOCAB, adversarial_steps, tiny_vae
@@ -86,7 +86,7 @@ def global_batch() -> Batch:
 
 
 def shard_of(batch: Batch, rank: int, world: int) -> Batch:
-    return Batch(*(field[rank::world] for field in batch))
+    return Batch(*(field[rank::world] for field in batch[:4]))
 
 
 def global_prior():
@@ -121,8 +121,8 @@ def one_adversarial_round(rank: int, world: int) -> dict:
     z, labels = global_prior()
     steps.prior = lambda n: (z[rank::world], labels[rank::world])  # each its prior draws
     batch = shard_of(global_batch(), rank, world)
-    d_out = steps.discriminator_step(batch, warm_up=True)
-    g_out = steps.generator_step(batch, tau=0.7, hard=False)
+    d_out, _ = read_outputs(steps.discriminator_step(batch, warm_up=True), batch.batch_size)
+    g_out, _ = read_outputs(steps.generator_step(batch, tau=0.7, hard=False), batch.batch_size)
     modules = (vae.encoder, vae.generator, disc)
     return {"grads": [p.grad.clone() for m in modules for p in m.parameters()
                       if p.grad is not None],

@@ -7,7 +7,7 @@ import torch
 
 from textgan.config import load_config
 from textgan.data import Batch
-from textgan.engines import create_pretrain_trainer, mixed_precision
+from textgan.engines import create_pretrain_trainer, mixed_precision, read_outputs
 from textgan.errors import ConfigError
 from textgan.models import vae_parameters
 from textgan.schedules import KL_WEIGHT, WORD_DROPOUT
@@ -44,8 +44,8 @@ def adversarial_round(precision: str, compiled: bool = False) -> tuple[dict, lis
     steps, _, _ = adversarial_steps(cfg, lambda params: torch.optim.SGD(params, lr=0.1))
     # D in warm-up: a sampled fake batch could pick other tokens in bf16 and shift every later
     # random draw, and the rounds would no longer be comparable
-    output = {**steps.discriminator_step(batch(), warm_up=True),
-              **steps.generator_step(batch(), tau=0.7, hard=False)}
+    output, _ = read_outputs({**steps.discriminator_step(batch(), warm_up=True),
+                              **steps.generator_step(batch(), tau=0.7, hard=False)}, 3)
     return output, [*steps.params["d"], *steps.params["g"], *steps.params["e"]]
 
 

@@ -57,15 +57,26 @@ class Batch(NamedTuple):
     lengths: torch.Tensor     # (B,) int64: real tokens per sentence, EOS included
     labels: torch.Tensor      # (B, A) int64: class index, MISSING_LABEL (-1) where unknown
     label_mask: torch.Tensor  # (B, A) bool: True where the label is known
+    # (B,) int64 on the CPU, whatever device the rest is on: the lengths the encoder's
+    # pack_padded_sequence needs there, kept so that packing never waits for a GPU. None: take
+    # `lengths` (read from the device if it lives on one).
+    host_lengths: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        """The batch on device (all four tensors; `lengths.cpu()` before packing on CUDA)."""
-        return Batch(*(t.to(device, non_blocking=non_blocking) for t in self))
+        """The four tensors on device; host_lengths stays on the CPU."""
+        moved = (t.to(device, non_blocking=non_blocking) for t in self[:4])
+        return Batch(*moved, host_lengths=self.lengths_on_host())
+
+    def lengths_on_host(self) -> torch.Tensor:
+        """(B,) int64 on the CPU: host_lengths, or lengths copied there."""
+        if self.host_lengths is not None:
+            return self.host_lengths
+        return self.lengths.to(device="cpu", dtype=torch.int64)
 
     @property
     def num_tokens(self) -> int:
         """Real (non-pad) tokens in the batch, EOS included: the denominator of per-token loss."""
-        return int(self.lengths.sum())
+        return int(self.lengths_on_host().sum())
 
     @property
     def batch_size(self) -> int:
@@ -80,7 +91,7 @@ def collate(rows: Sequence[dict[str, Any]], *, pad_id: int,
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)   # (B,)
     labels = torch.tensor([[int(row[name]) for name in attribute_names] for row in rows],
                           dtype=torch.int64).reshape(len(rows), len(attribute_names))  # (B, A)
-    return Batch(tokens, lengths, labels, labels != MISSING_LABEL)
+    return Batch(tokens, lengths, labels, labels != MISSING_LABEL, host_lengths=lengths)
 
 
 # --------------------------------------------------------------------------- tokenising

@@ -76,12 +76,12 @@ def create_pretrain_trainer(encoder: Encoder, generator: Generator,
     def step(engine: Engine, batch: Batch) -> dict[str, float]:
         encoder.train()
         generator.train()
-        tokens_in_batch = int(batch.lengths.sum())  # on the CPU already: no device sync
+        tokens_in_batch = batch.num_tokens  # read on the host: no device sync
         sentences = batch.batch_size
         batch = batch.to(device, non_blocking=True)
 
         with mixed_precision(device, cfg.precision):
-            posterior = encoder(batch.tokens, batch.lengths)
+            posterior = encoder(batch.tokens, batch.host_lengths)
             z = reparameterize(posterior)  # (B, Z), noise drawn per sentence
             c = one_hot_code(style_labels(batch, num_classes, cfg.code_source), num_classes)
             inputs = apply_word_dropout(generator.teacher_inputs(batch.tokens),
@@ -111,8 +111,8 @@ def create_pretrain_trainer(encoder: Encoder, generator: Generator,
         values, tokens = reduced_outputs(torch.cat([scalars, per_dim]), sentences, tokens_in_batch)
         output: dict[str, Any] = dict(zip(PRETRAIN_OUTPUTS, values))
         output["tokens"] = tokens
-        # (Z,), read by TensorBoard handlers
-        output["kl_per_dim"] = torch.tensor(values[len(scalars):])
+        # Z floats, read by the TensorBoard handlers
+        output["kl_per_dim"] = values[len(scalars):]
         return output
 
     return Engine(step)
@@ -151,6 +151,11 @@ TRAIN_OUTPUTS = ("d_loss", "d_real", "d_fake", "d_entropy", "d_acc_real", "d_acc
                  "e_grad_norm")
 
 
+# How often the D step's decoding checks for its early exit on a GPU: at most this many wasted
+# steps (of max_len) against max_len / this many waits for the device.
+GPU_EXIT_CHECK_EVERY = 8
+
+
 class AdversarialSteps:
     """The D step and the G+E step of one wake-sleep round (Hu et al. 2017, Algorithm 1).
 
@@ -179,6 +184,9 @@ class AdversarialSteps:
         self.class_weights = list(class_weights)
         self.unk_id, self.pad_id, self.bos_id, self.device = unk_id, pad_id, bos_id, device
         self.clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        # the D step's decoding reads "has every sample ended?" from the device; on a GPU that
+        # read waits for it, so there it asks every few steps rather than every step
+        self.exit_check_every = 1 if device.type == "cpu" else GPU_EXIT_CHECK_EVERY
         self.params = {
             "d": list(discriminator.parameters()),
             "g": list(generator.parameters()),
@@ -192,7 +200,8 @@ class AdversarialSteps:
         z = torch.randn(batch_size, self.generator.z_dim, device=self.device)
         return z, sample_code(batch_size, self.num_classes, device=self.device)
 
-    def discriminator_step(self, batch: Batch, warm_up: bool) -> dict[str, float]:
+    def discriminator_step(self, batch: Batch, warm_up: bool) -> dict[str, torch.Tensor]:
+        """One D update; its outputs as 0-d tensors, this process's means (`read_outputs`)."""
         cfg, disc = self.cfg, self.discriminator
         disc.train()
         with mixed_precision(self.device, cfg.precision):
@@ -206,7 +215,8 @@ class AdversarialSteps:
                 z, labels = self.prior(batch.tokens.shape[0])
                 with torch.no_grad(), eval_mode(self.generator):
                     sample = self.generator.decode(z, one_hot_code(labels, self.num_classes),
-                                                   max_len=self.max_len, strategy="sample")
+                                                   max_len=self.max_len, strategy="sample",
+                                                   exit_check_every=self.exit_check_every)
                 fake_logits = disc(sample.tokens, sample.lengths)
                 fake_loss = attribute_loss(fake_logits, labels).total
                 entropy = prediction_entropy(fake_logits)
@@ -220,13 +230,13 @@ class AdversarialSteps:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params["d"], self.clip)
         optimizer.step()
         real_acc = real_correct.sum() / real_counted.sum().clamp(min=1)
-        values, _ = reduced_outputs(torch.stack([loss.detach(), real.total.detach(),
-                                                 fake_loss.detach(), entropy.detach(), real_acc,
-                                                 fake_acc, grad_norm]), batch.batch_size, 0)
-        return dict(zip(("d_loss", "d_real", "d_fake", "d_entropy", "d_acc_real",
-                         "d_acc_fake", "d_grad_norm"), values))
+        return dict(zip(("d_loss", "d_real", "d_fake", "d_entropy", "d_acc_real", "d_acc_fake",
+                         "d_grad_norm"),
+                        (loss.detach(), real.total.detach(), fake_loss.detach(),
+                         entropy.detach(), real_acc, fake_acc, grad_norm)))
 
-    def generator_step(self, batch: Batch, tau: float, hard: bool) -> dict[str, float]:
+    def generator_step(self, batch: Batch, tau: float, hard: bool) -> dict[str, torch.Tensor]:
+        """One G+E update; its outputs as 0-d tensors, this process's means (`read_outputs`)."""
         cfg = self.cfg
         encoder, generator, disc = self.encoder, self.generator, self.discriminator
         encoder.train()
@@ -239,7 +249,7 @@ class AdversarialSteps:
                                          disc(batch.tokens, batch.lengths)], dim=1) \
                     if self.num_classes else batch.labels
             labels = torch.where(batch.label_mask, batch.labels, predicted)
-            posterior = encoder(batch.tokens, batch.lengths)
+            posterior = encoder(batch.tokens, batch.host_lengths)
             z = reparameterize(posterior)
             inputs = apply_word_dropout(generator.teacher_inputs(batch.tokens), cfg.word_dropout,
                                         unk_id=self.unk_id, pad_id=self.pad_id, bos_id=self.bos_id)
@@ -276,27 +286,35 @@ class AdversarialSteps:
                  for name in ("g", "e")]
         for name in ("g", "e"):
             self.optimizers[name].step()
-        values, _ = reduced_outputs(torch.stack([loss.detach(), rec.per_sentence.detach(),
-                                                 kl.raw.detach(), attr_c.detach(),
-                                                 attr_z.detach(), *norms]), batch.batch_size, 0)
         return dict(zip(("g_loss", "rec", "kl", "attr_c", "attr_z", "g_grad_norm",
-                         "e_grad_norm"), values))
+                         "e_grad_norm"),
+                        (loss.detach(), rec.per_sentence.detach(), kl.raw.detach(),
+                         attr_c.detach(), attr_z.detach(), *norms)))
+
+
+def read_outputs(values: dict[str, torch.Tensor], sentences: int,
+                 tokens: int = 0) -> tuple[dict[str, float], int]:
+    """0-d output tensors of one process as floats averaged over all (`reduced_outputs`): the
+    adversarial round's single read from the device, after both of its steps."""
+    names = list(values)
+    floats, tokens = reduced_outputs(torch.stack([values[name].float() for name in names]),
+                                     sentences, tokens)
+    return dict(zip(names, floats)), tokens
 
 
 def create_train_trainer(steps: AdversarialSteps, *, d_warmup_steps: int) -> Engine:
     """One Engine for the stage: D warm-up iterations, then wake-sleep rounds."""
 
     def step(engine: Engine, batch: Batch) -> dict[str, float]:
-        tokens_in_batch = int(batch.lengths.sum())
+        tokens_in_batch = batch.num_tokens  # read on the host: no device sync
         batch = batch.to(steps.device, non_blocking=True)
         warm_up = engine.state.iteration <= d_warmup_steps
-        output = dict.fromkeys(TRAIN_OUTPUTS, 0.0)
-        output.update(steps.discriminator_step(batch, warm_up))
+        values = steps.discriminator_step(batch, warm_up)
         if not warm_up:
-            output.update(steps.generator_step(batch, getattr(engine.state, TEMPERATURE),
+            values.update(steps.generator_step(batch, getattr(engine.state, TEMPERATURE),
                                                getattr(engine.state, HARD_RELAXATION) == 1.0))
-        # the tokens all processes read (an all-reduce in data-parallel runs)
-        output["tokens"] = reduced_outputs(torch.zeros(0), batch.batch_size, tokens_in_batch)[1]
-        return output
+        # one read (and in data-parallel runs one all-reduce) for every value and the tokens
+        floats, tokens = read_outputs(values, batch.batch_size, tokens_in_batch)
+        return {**dict.fromkeys(TRAIN_OUTPUTS, 0.0), **floats, "tokens": tokens}
 
     return Engine(step)

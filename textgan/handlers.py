@@ -125,7 +125,7 @@ def attach_tensorboard(trainer: Engine, evaluator: Engine | None, log_dir: Path,
     if per_dim_key:
         @trainer.on(Events.ITERATION_COMPLETED(every=every))
         def _per_dim(engine: Engine) -> None:
-            values = engine.state.output[per_dim_key].float().cpu()
+            values = torch.as_tensor(engine.state.output[per_dim_key], dtype=torch.float32)
             for stat in ("min", "mean", "max"):
                 tb.writer.add_scalar(f"train/{per_dim_key}_{stat}", getattr(values, stat)().item(),
                                      engine.state.iteration)

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from textgan.checks import require
+
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -296,14 +298,20 @@ def _known_labels(logits: Sequence[Tensor], labels: Tensor,
             raise ValueError(f"labels {tuple(labels.shape)} and label_mask "
                              f"{tuple(label_mask.shape)} differ in shape")
         known = label_mask.to(device=labels.device, dtype=torch.bool)  # (B, A)
-    limits = torch.tensor([head.shape[1] for head in logits], device=labels.device)  # (A,)
-    # One host sync per call, the price of a clear error (same trade as one_hot_code).
-    if bool((known & ((labels < 0) | (labels >= limits))).any()):
-        bad = (known & ((labels < 0) | (labels >= limits))).nonzero()[0].tolist()
-        raise ValueError(
-            f"label {labels[bad[0], bad[1]].item()} of sentence {bad[0]}, attribute {bad[1]} "
-            f"counts as known but is not a class of that head ({limits[bad[1]].item()} "
-            "classes); a missing label (-1) must have label_mask False")
+    out_of_range = labels < 0  # (B, A)
+    # the class counts compared as Python numbers: a tensor of them would be a host-to-device
+    # copy, which waits for the GPU (see textgan.checks)
+    for a, head in enumerate(logits):
+        out_of_range[:, a] |= labels[:, a] >= head.shape[1]
+    bad = known & out_of_range  # (B, A)
+
+    def message() -> str:
+        b, a = bad.nonzero()[0].tolist()
+        return (f"label {labels[b, a].item()} of sentence {b}, attribute {a} counts as known "
+                f"but is not a class of that head ({logits[a].shape[1]} classes); a missing "
+                "label (-1) must have label_mask False")
+
+    require(~bad, message)
     safe = labels.masked_fill(~known, 0)  # (B, A): any valid index; these rows weigh 0
     return known, safe
 

@@ -118,7 +118,7 @@ def create_vae_evaluator(encoder: Encoder, generator: Generator, *, tokenizer: T
     def _step(engine: Engine, batch: Any) -> dict[str, Any]:
         batch = batch.to(device)
         with torch.no_grad(), eval_mode(encoder, generator):
-            posterior = encoder(batch.tokens, batch.lengths)  # (B, Z) each
+            posterior = encoder(batch.tokens, batch.host_lengths)  # (B, Z) each
             rng = noise["generator"]
             # Draw order is fixed (c, then z) and independent of which labels are known
             # (fill_missing draws the prior for every entry), so a batch always gets the same

@@ -71,7 +71,7 @@ def importance_weighted_nll(encoder: Encoder, generator: Generator, batches: Ite
             batch = batch.to(device)
             nll = _batch_nll(encoder, generator, batch, num_classes, samples, noise)  # (B,)
             total_nll += float(nll.sum())
-            total_tokens += int(batch.lengths.sum())
+            total_tokens += batch.num_tokens
             sentences += nll.shape[0]
     if sentences == 0:
         raise ValueError("no sentences to score")
@@ -83,7 +83,7 @@ def importance_weighted_nll(encoder: Encoder, generator: Generator, batches: Ite
 def _batch_nll(encoder: Encoder, generator: Generator, batch: Batch, num_classes: Sequence[int],
                samples: int, noise: torch.Generator) -> Tensor:
     """(B,) -log p(x) of one batch: logsumexp over K samples and the label completions."""
-    posterior = encoder(batch.tokens, batch.lengths)
+    posterior = encoder(batch.tokens, batch.lengths_on_host())
     b, z_dim = posterior.mean.shape
     eps = torch.randn((samples, b, z_dim), generator=noise, device=posterior.mean.device)
     z = posterior.mean + eps * torch.exp(0.5 * posterior.logvar)  # (K, B, Z)

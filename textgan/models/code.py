@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from textgan.checks import require
+
 
 def _check_num_classes(num_classes: Sequence[int]) -> None:
     for index, n in enumerate(num_classes):
@@ -53,27 +55,24 @@ def one_hot_code(labels: Tensor, num_classes: Sequence[int]) -> Tensor:
     """Class indices (B, A) -> float code (B, sum(num_classes)) with one 1 per block.
 
     Raises ValueError on a missing label (-1) or an index out of range: silently encoding -1
-    would wrap to the last class (or zero a block) and train on a label nobody gave. The range
-    check reads the values, which synchronises with a GPU once per call; that is cheap next to a
-    training step and catches the semi-supervised bookkeeping bug it is there for.
+    would wrap to the last class (or zero a block) and train on a label nobody gave. On CUDA the
+    check is a device-side assertion (`textgan.checks.require`), so the step never waits for it.
     """
     if labels.dim() != 2 or labels.shape[1] != len(num_classes):
         raise ValueError(f"labels must be (B, {len(num_classes)}), got {tuple(labels.shape)}")
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ValueError(f"labels must be integer class indices, got {labels.dtype}")
-    offsets = code_offsets(num_classes)
-    width = code_dim(num_classes)
-    code = torch.zeros(labels.shape[0], width, device=labels.device)  # (B, C)
-    if not num_classes:
-        return code
-    if bool((labels < 0).any()):
-        raise ValueError("a label is missing (-1); fill it first (fill_missing, or the "
-                         "discriminator's prediction): a missing label is never a class")
-    limits = torch.tensor([int(n) for n in num_classes], device=labels.device)  # (A,)
-    if bool((labels >= limits).any()):
-        raise ValueError(f"a label is out of range for num_classes {list(num_classes)}")
-    columns = labels.long() + torch.tensor(offsets, device=labels.device)  # (B, A)
-    return code.scatter_(1, columns, 1.0)
+    code = torch.zeros(labels.shape[0], code_dim(num_classes), device=labels.device)  # (B, C)
+    require(labels >= 0, lambda: "a label is missing (-1); fill it first (fill_missing, or the "
+                                  "discriminator's prediction): a missing label is never a class")
+    # One attribute at a time, with the class counts as Python numbers: a tensor of limits or
+    # offsets built here would be a host-to-device copy, which waits for the GPU.
+    for a, (start, n) in enumerate(zip(code_offsets(num_classes), num_classes)):
+        column = labels[:, a:a + 1].long()  # (B, 1)
+        require(column < int(n),
+                lambda: f"a label is out of range for num_classes {list(num_classes)}")
+        code[:, start:start + int(n)].scatter_(1, column, 1.0)
+    return code
 
 
 def sample_code(batch_size: int, num_classes: Sequence[int], *,

@@ -37,14 +37,16 @@ Two readers, chosen by `cfg.kind`:
       underflows to 0 and needs clamps; scaling needs none. The price is a floor relu(bias)
       under each pooled feature, which D can set to 0 by a non-positive bias (and ReLU already
       floors at 0).
-- ``gru``: one unidirectional GRU layer. Hard input is packed, so the final state is the state
-  at the last real token (EOS). Soft input runs unpacked over the UNSCALED expected embeddings
-  and reads out the expected state at the end of the sentence,
+- ``gru``: one unidirectional GRU layer. Hard input runs unpacked and reads the state at the
+  last real token (EOS): the GRU is causal, so the padding after it changes nothing there, and
+  unlike packing this needs no lengths on the host (no wait for a GPU). Soft input runs
+  unpacked over the UNSCALED expected embeddings and reads out the expected state at the end of
+  the sentence,
       sum_t (w_t - w_{t+1}) h_t      (w_T := 0),
   since w_t - w_{t+1} is the probability that the sentence ends at t. The inputs are not scaled
   by w: the state h_t only matters on the branch where the sentence is still running at t, and
   on that branch the tokens before t are real (scaling them would read a faded sentence on every
-  branch). For 0/1 weights the read-out picks h at the last real token, i.e. the packed result;
+  branch). For 0/1 weights the read-out picks h at the last real token, i.e. the hard result;
   positions after the end never influence h before it (the GRU is causal).
 
 Then dropout (`cfg.dropout`, only before the heads) and one Linear head per attribute.
@@ -61,8 +63,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
+from textgan.checks import require
 from textgan.config import DiscriminatorConfig
 from textgan.losses import length_mask
 from textgan.models.code import code_dim
@@ -79,20 +81,16 @@ def hard_weights(lengths: Tensor, max_len: int, *, dtype: torch.dtype = torch.fl
     return length_mask(lengths, max_len).to(dtype)  # (B, T)
 
 
-def check_lengths(lengths: Tensor, batch: int, max_len: int) -> Tensor:
-    """lengths as CPU int64 (B,), each in 1..max_len; ValueError otherwise.
+def check_lengths(lengths: Tensor, batch: int, max_len: int) -> None:
+    """ValueError unless lengths is (B,) with each value in 1..max_len.
 
-    Reading the values synchronises with a GPU once per call (the encoder does the same); the
-    packed GRU needs them on the CPU anyway, and a length outside the padded width would
-    otherwise be read silently as "the whole row".
+    A length outside the padded width would otherwise be read silently as "the whole row" (CNN)
+    or index past it (GRU). On CUDA the value check is a device-side assertion (textgan.checks).
     """
-    cpu_lengths = lengths.detach().to(device="cpu", dtype=torch.int64)
-    if cpu_lengths.dim() != 1 or cpu_lengths.shape[0] != batch:
-        raise ValueError(f"lengths must be ({batch},), got {tuple(cpu_lengths.shape)}")
-    if bool((cpu_lengths < 1).any()) or bool((cpu_lengths > max_len).any()):
-        raise ValueError(f"lengths must lie in 1..{max_len} (the padded width), got "
-                         f"{cpu_lengths.tolist()}")
-    return cpu_lengths
+    if lengths.dim() != 1 or lengths.shape[0] != batch:
+        raise ValueError(f"lengths must be ({batch},), got {tuple(lengths.shape)}")
+    require((lengths >= 1) & (lengths <= max_len),
+            lambda: f"lengths must lie in 1..{max_len} (the padded width), got {lengths.tolist()}")
 
 
 class ConvReader(nn.Module):
@@ -126,13 +124,12 @@ class GRUReader(nn.Module):
         self.gru = nn.GRU(embedding_dim, hidden_dim, batch_first=True)
         self.output_dim = hidden_dim
 
-    def forward_hard(self, embedded: Tensor, cpu_lengths: Tensor) -> Tensor:
-        """Embeddings (B, T, E), CPU lengths (B,) -> state at the last real token (B, H)."""
-        packed = pack_padded_sequence(embedded, cpu_lengths, batch_first=True,
-                                      enforce_sorted=False)
-        # nn.GRU restores the batch order of h_n for packed input with enforce_sorted=False.
-        _, h_n = self.gru(packed)  # (1, B, H)
-        return h_n[-1]  # (B, H)
+    def forward_hard(self, embedded: Tensor, lengths: Tensor) -> Tensor:
+        """Embeddings (B, T, E), lengths (B,) on any device -> state at the last real token
+        (B, H): what a packed run would end in, since the padding after it comes later."""
+        outputs, _ = self.gru(embedded)  # (B, T, H)
+        last = (lengths.to(outputs.device) - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[2])
+        return outputs.gather(1, last).squeeze(1)  # (B, H)
 
     def forward_soft(self, embedded: Tensor, weights: Tensor) -> Tensor:
         """Unscaled embeddings (B, T, E), weights (B, T) -> expected final state (B, H)."""
@@ -181,10 +178,10 @@ class Discriminator(nn.Module):
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (B, T), got {tuple(tokens.shape)}")
         batch, steps = tokens.shape
-        cpu_lengths = check_lengths(lengths, batch, steps)
+        check_lengths(lengths, batch, steps)
         embedded = self.embedding(tokens)  # (B, T, E)
         if isinstance(self.reader, GRUReader):
-            features = self.reader.forward_hard(embedded, cpu_lengths)  # (B, H)
+            features = self.reader.forward_hard(embedded, lengths)  # (B, H)
         else:
             weights = hard_weights(lengths, steps, dtype=embedded.dtype)  # (B, T)
             features = self.reader(embedded, weights)  # (B, F)

@@ -1,7 +1,7 @@
 """The VAE encoder q_E(z|x): a GRU over packed sentences, projected to a diagonal Gaussian.
 
     encoder = Encoder(cfg.model, vocab_size=V, pad_id=tok.pad_id)
-    posterior = encoder(batch.tokens, batch.lengths)       # Posterior(mean, logvar), (B, Z) each
+    posterior = encoder(batch.tokens, batch.host_lengths)  # Posterior(mean, logvar), (B, Z) each
     z = reparameterize(posterior, generator=g)             # (B, Z), fresh noise per row
 
 The sentence is packed, so the GRU stops at each row's last real token (EOS): appending padding,
@@ -112,7 +112,8 @@ class Encoder(nn.Module):
             _, h_n = self.gru(embedded)  # h_n: (L*D, B, H)
         else:
             # pack_padded_sequence wants the lengths on the CPU as int64, whatever the device of
-            # the data: this copy is the API's requirement, not a device decision of ours.
+            # the data. Lengths already there (Batch.host_lengths) cost nothing; lengths on a GPU
+            # cost one wait for it here. The checks below read the CPU copy: free.
             cpu_lengths = lengths.detach().to(device="cpu", dtype=torch.int64)
             if cpu_lengths.dim() != 1 or cpu_lengths.shape[0] != embedded.shape[0]:
                 raise ValueError(f"lengths must be ({embedded.shape[0]},), got "

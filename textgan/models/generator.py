@@ -170,6 +170,10 @@ class Generator(nn.Module):
                           num_layers=cfg.generator_layers, batch_first=True,
                           dropout=gru_dropout(cfg.dropout, cfg.generator_layers))
         self.output = nn.Linear(cfg.hidden_dim, vocab_size)
+        # kept on the module's device, so forbidding them never copies from the host (a copy to a
+        # GPU waits for it); non-persistent: derived from the ids, not part of a checkpoint
+        self.register_buffer("special_ids", torch.tensor(
+            sorted({pad_id, bos_id} - {eos_id}), dtype=torch.long), persistent=False)
 
     # ---------------------------------------------------------------- pieces
 
@@ -196,7 +200,7 @@ class Generator(nn.Module):
 
     def forbidden_ids(self, *, device: torch.device | None = None) -> Tensor:
         """The ids `forbid_special` sets to -inf (k,): PAD and BOS, unless one of them is EOS."""
-        return torch.tensor(sorted({self.pad_id, self.bos_id} - {self.eos_id}), device=device)
+        return self.special_ids if device is None else self.special_ids.to(device)
 
     def teacher_inputs(self, tokens: Tensor) -> Tensor:
         """BOS + tokens[:, :-1] (B, T), the inputs that predict `tokens`."""
@@ -246,18 +250,24 @@ class Generator(nn.Module):
     @torch.no_grad()
     def decode(self, z: Tensor, c: Tensor, *, max_len: int, strategy: str = "greedy",
                temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-               generator: torch.Generator | None = None) -> Decoded:
+               generator: torch.Generator | None = None,
+               exit_check_every: int = 1) -> Decoded:
         """Hard decoding of every row in parallel, each stopped at its first EOS.
 
         One Python loop over time steps; a finished row keeps running through the GRU (cheaper
         than compacting the batch) but its outputs are replaced by padding. PAD and BOS are never
-        produced (`forbid_special`). The loop stops early once every row has ended, so `tokens`
-        may be narrower than max_len. Dropout applies if the module is in training mode: call
-        `.eval()` for test-time decoding. No gradients: the result is discrete (soft generation
+        produced (`forbid_special`). Every `exit_check_every` steps the loop stops if every row
+        has ended, so `tokens` may be narrower than max_len; with a check every k steps it may
+        hold up to k - 1 all-padding columns after the longest sentence (the tokens, lengths and
+        ended flags are the same whatever k). Each check reads a flag from the device, which on
+        a GPU waits for it: the training step checks every few steps, not every step. Dropout
+        applies if the module is in training mode: call `.eval()` for test-time decoding. No gradients: the result is discrete (soft generation
         is the differentiable path).
         """
         check_decoding(max_len=max_len, strategy=strategy, temperature=temperature,
                        top_k=top_k, top_p=top_p)
+        if exit_check_every < 1:
+            raise ValueError(f"exit_check_every must be at least 1, got {exit_check_every}")
         zc = self.conditioning(z, c)  # (B, Z+C)
         hidden = self.initial_state(z, c)  # (L, B, H)
         batch = zc.shape[0]
@@ -277,8 +287,8 @@ class Generator(nn.Module):
             first_eos = (chosen == self.eos_id) & ~ended
             lengths = lengths.masked_fill(first_eos, t + 1)
             ended = ended | first_eos
-            # One host sync per step buys the early exit, which saves far more on short outputs.
-            if bool(ended.all()):
+            # A host read buys the early exit, which saves far more on short outputs.
+            if (t + 1) % exit_check_every == 0 and bool(ended.all()):
                 steps = t + 1
                 break
             inputs = chosen

@@ -123,7 +123,8 @@ def _compiled_steps(generator: Generator, input_emb: Tensor, hidden: Tensor, zc:
     """The loop of `soft_generate` with each step compiled; the random numbers drawn eagerly."""
     step, weights = compiled_soft_step(), cell_weights(generator)
     batch, vocab = input_emb.shape[0], weights.embedding.shape[0]
-    tau_tensor = torch.tensor(tau, dtype=torch.float32, device=zc.device)
+    # filled on the device (torch.tensor would copy from the host, which waits for a GPU)
+    tau_tensor = torch.full((), tau, dtype=torch.float32, device=zc.device)
     probs = []
     for _ in range(max_len):
         draws = relaxation_noise(kind, (batch, vocab), device=zc.device, generator=noise)
