@@ -18,8 +18,9 @@ from torch.nn.utils.rnn import pack_padded_sequence
 import textgan.checks as checks
 from textgan.config import load_config
 from textgan.data import Batch, collate
-from textgan.engines import GPU_EXIT_CHECK_EVERY, create_pretrain_trainer, read_outputs
+from textgan.engines import create_pretrain_trainer, read_outputs
 from textgan.models import Discriminator, vae_parameters
+from textgan.models.generator import GPU_EXIT_CHECK_EVERY
 from textgan.schedules import KL_WEIGHT, WORD_DROPOUT
 from textgan.sync_audit import HOST_SIDE_SITES as ON_THE_HOST
 from textgan.sync_audit import SyncAudit
@@ -62,13 +63,13 @@ def test_checks_raise_on_the_cpu_and_assert_on_the_device_path(cuda_choices):
 def test_an_adversarial_round_reads_the_device_once_to_end_its_decoding(cuda_choices):
     cfg = load_config("tiny", overrides=["discriminator.kind=gru"])
     steps, _, _ = adversarial_steps(cfg)
-    steps.exit_check_every = GPU_EXIT_CHECK_EVERY
     steps.discriminator_step(batch(), warm_up=False)  # first calls build lazy state
     with SyncAudit() as audit:
         values = {**steps.discriminator_step(batch(), warm_up=False),
                   **steps.generator_step(batch(), tau=0.5, hard=False)}
     unexpected = audit.unexpected(ON_THE_HOST)
-    # max_len 8, checked every 8 steps: the one read is at the last step
+    # max_len 8, checked every GPU_EXIT_CHECK_EVERY = 8 steps: the one read is at the last step
+    assert GPU_EXIT_CHECK_EVERY == 8
     assert len(unexpected) == 1 and sum(unexpected.values()) == 1, unexpected
     assert next(iter(unexpected)).startswith("textgan/models/generator.py"), unexpected
     assert all(value.dim() == 0 for value in values.values())  # read later, all at once
@@ -126,6 +127,19 @@ def test_decoding_checks_for_its_exit_every_k_steps_with_the_same_sentences():
         assert width - runs[1].tokens.shape[1] < every
     with pytest.raises(ValueError, match="exit_check_every"):
         generator.decode(z, c, max_len=4, exit_check_every=0)
+
+
+def test_decoding_checks_every_step_on_a_cpu_and_every_few_where_reads_wait(monkeypatch):
+    generator = tiny_vae(load_config("tiny")).generator.eval()
+    z, c = torch.zeros(2, generator.z_dim), torch.zeros(2, generator.code_dim)
+    never_end = torch.tensor([PAD, BOS, EOS])  # so every row runs all max_len steps
+    generator.forbid_special = lambda logits: logits.index_fill(-1, never_end, float("-inf"))
+    for waits, reads in ((False, 20), (True, 20 // GPU_EXIT_CHECK_EVERY)):
+        monkeypatch.setattr(checks, "reading_waits", lambda tensor: waits)
+        with SyncAudit() as audit:
+            decoded = generator.decode(z, c, max_len=20)
+        assert decoded.tokens.shape == (2, 20) and not bool(decoded.ended.any())
+        assert audit.total() == reads, audit.sites()
 
 
 def test_the_gru_discriminator_reads_hard_sentences_as_a_packed_gru_would():

@@ -151,11 +151,6 @@ TRAIN_OUTPUTS = ("d_loss", "d_real", "d_fake", "d_entropy", "d_acc_real", "d_acc
                  "e_grad_norm")
 
 
-# How often the D step's decoding checks for its early exit on a GPU: at most this many wasted
-# steps (of max_len) against max_len / this many waits for the device.
-GPU_EXIT_CHECK_EVERY = 8
-
-
 class AdversarialSteps:
     """The D step and the G+E step of one wake-sleep round (Hu et al. 2017, Algorithm 1).
 
@@ -184,9 +179,6 @@ class AdversarialSteps:
         self.class_weights = list(class_weights)
         self.unk_id, self.pad_id, self.bos_id, self.device = unk_id, pad_id, bos_id, device
         self.clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-        # the D step's decoding reads "has every sample ended?" from the device; on a GPU that
-        # read waits for it, so there it asks every few steps rather than every step
-        self.exit_check_every = 1 if device.type == "cpu" else GPU_EXIT_CHECK_EVERY
         self.params = {
             "d": list(discriminator.parameters()),
             "g": list(generator.parameters()),
@@ -215,8 +207,7 @@ class AdversarialSteps:
                 z, labels = self.prior(batch.tokens.shape[0])
                 with torch.no_grad(), eval_mode(self.generator):
                     sample = self.generator.decode(z, one_hot_code(labels, self.num_classes),
-                                                   max_len=self.max_len, strategy="sample",
-                                                   exit_check_every=self.exit_check_every)
+                                                   max_len=self.max_len, strategy="sample")
                 fake_logits = disc(sample.tokens, sample.lengths)
                 fake_loss = attribute_loss(fake_logits, labels).total
                 entropy = prediction_entropy(fake_logits)

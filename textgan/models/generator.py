@@ -29,11 +29,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from textgan import checks
 from textgan.config import ModelConfig
 from textgan.models.categorical import sample_categorical
 from textgan.models.encoder import check_embedding, gru_dropout, make_embedding
 
 STRATEGIES = ("greedy", "sample")
+# How often decoding checks for its early exit where that check waits for the device (a GPU):
+# at most this many - 1 wasted steps, against one wait per step.
+GPU_EXIT_CHECK_EVERY = 8
 
 
 class Step(NamedTuple):
@@ -251,7 +255,7 @@ class Generator(nn.Module):
     def decode(self, z: Tensor, c: Tensor, *, max_len: int, strategy: str = "greedy",
                temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                generator: torch.Generator | None = None,
-               exit_check_every: int = 1) -> Decoded:
+               exit_check_every: int | None = None) -> Decoded:
         """Hard decoding of every row in parallel, each stopped at its first EOS.
 
         One Python loop over time steps; a finished row keeps running through the GRU (cheaper
@@ -260,12 +264,15 @@ class Generator(nn.Module):
         has ended, so `tokens` may be narrower than max_len; with a check every k steps it may
         hold up to k - 1 all-padding columns after the longest sentence (the tokens, lengths and
         ended flags are the same whatever k). Each check reads a flag from the device, which on
-        a GPU waits for it: the training step checks every few steps, not every step. Dropout
+        a GPU waits for it; None checks every step on a CPU, where a read is free, and every
+        GPU_EXIT_CHECK_EVERY steps where it waits (`textgan.checks.reading_waits`). Dropout
         applies if the module is in training mode: call `.eval()` for test-time decoding. No gradients: the result is discrete (soft generation
         is the differentiable path).
         """
         check_decoding(max_len=max_len, strategy=strategy, temperature=temperature,
                        top_k=top_k, top_p=top_p)
+        if exit_check_every is None:
+            exit_check_every = GPU_EXIT_CHECK_EVERY if checks.reading_waits(z) else 1
         if exit_check_every < 1:
             raise ValueError(f"exit_check_every must be at least 1, got {exit_check_every}")
         zc = self.conditioning(z, c)  # (B, Z+C)
