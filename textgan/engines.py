@@ -128,7 +128,7 @@ def reduced_outputs(values: torch.Tensor, sentences: int,
     """
     if world_size() == 1:
         return values.tolist(), tokens
-    packed = torch.cat([values, values.new_tensor([tokens / max(sentences, 1)])])
+    packed = torch.cat([values, values.new_full((1,), tokens / max(sentences, 1))])
     reduced, total = mean_over_processes(packed, sentences)
     *averaged, tokens_per_sentence = reduced.tolist()
     return averaged, round(tokens_per_sentence * total)

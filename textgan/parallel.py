@@ -194,7 +194,8 @@ def average_gradients(params: Iterable[torch.nn.Parameter], count: int) -> None:
         if param.grad is None:
             param.grad = torch.zeros_like(param)
     grads = [param.grad for param in params]
-    weight = torch.tensor([float(count)], device=grads[0].device, dtype=grads[0].dtype)
+    # filled on the device: torch.tensor(...) would copy from the host, which waits for a GPU
+    weight = torch.full((1,), float(count), device=grads[0].device, dtype=grads[0].dtype)
     flat = _flatten_dense_tensors([*(grad * count for grad in grads), weight])
     idist.all_reduce(flat)
     flat = flat / flat[-1]
@@ -207,7 +208,7 @@ def mean_over_processes(values: torch.Tensor, count: int) -> tuple[torch.Tensor,
     if world_size() == 1:
         return values, float(count)
     packed = torch.cat([values.detach().double() * count,
-                        values.new_tensor([count], dtype=torch.float64)])
+                        values.new_full((1,), float(count), dtype=torch.float64)])
     idist.all_reduce(packed)
     total = packed[-1]
     return (packed[:-1] / total).to(values.dtype), float(total)
