@@ -6,7 +6,8 @@
                          shuffle=True, seed=cfg.seed)
     loader.batch_sampler.set_epoch(epoch)   # optional: each pass also advances the epoch
                                             # (handlers.attach_sampler_epochs calls it)
-    for batch in loader: ...                # Batch(tokens, lengths, labels, label_mask)
+    for batch in loader: ...                # Batch(tokens, lengths, labels, label_mask,
+                                            #       host_lengths)
 
 Tokenise once, pad per batch: `tokenize_corpus` runs one batched `datasets.map` per split, which
 adds `ids` (subword ids followed by EOS) and `length` and drops sentences longer than
