@@ -374,6 +374,15 @@ def test_chunked_decoding_gives_the_same_sentences(loaded, monkeypatch):
     assert sample_sentences(loaded, None, 10, strategy="greedy", seed=4) == whole
 
 
+def test_decoding_as_on_a_gpu_gives_the_same_sentences(loaded, monkeypatch):
+    """Where a read waits for the device, decoding checks for its end only every few steps."""
+    import textgan.checks as checks
+
+    every_step = sample_sentences(loaded, None, 16, seed=4, temperature=1.3)
+    monkeypatch.setattr(checks, "reading_waits", lambda tensor: True)
+    assert sample_sentences(loaded, None, 16, seed=4, temperature=1.3) == every_step
+
+
 @pytest.mark.parametrize("options, message", [
     ({"temperature": 0.0}, "temperature"),
     ({"temperature": float("nan")}, "temperature"),
