@@ -13,7 +13,9 @@ wake-sleep round). After --warmup iterations, --iterations more are counted:
   split into "wait", "check" (textgan.checks: device-side assertions on CUDA, plain reads on a
   CPU) and "host" (reads of tensors that stay on the host in a GPU run too). The CPU path also
   checks for the end of decoding at every time step (every 8 on a GPU), so its "wait" count is
-  higher than a GPU's.
+  higher than a GPU's. --as-on-cuda makes the CPU run take the CUDA path's choices (checks as
+  device-side assertions, the exit check every 8 steps): its "wait" count previews a GPU's,
+  except for copies to the host of tensors already there, which no CPU run can see.
 
 Figures per iteration are printed and written as JSON to --out (default
 benchmarks/results/host_syncs_<preset>_<device>.json, git-ignored). Nothing is timed.
@@ -43,6 +45,7 @@ from throughput import (  # noqa: E402  (a sibling script)
     pretrain_trainer,
 )
 
+from textgan import checks  # noqa: E402
 from textgan.checkpoint import RunPaths  # noqa: E402
 from textgan.config import load_config  # noqa: E402
 from textgan.prepare import prepare_data  # noqa: E402
@@ -124,6 +127,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup", type=int, default=3, help="uncounted iterations per stage")
     parser.add_argument("--iterations", type=int, default=10,
                         help="counted iterations per stage")
+    parser.add_argument("--as-on-cuda", action="store_true",
+                        help="on a CPU, take the CUDA path's choices (see above)")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON file (default benchmarks/results/"
                              "host_syncs_<preset>_<device>.json)")
@@ -131,10 +136,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.warmup < 1 or args.iterations < 1:
         parser.error("--warmup and --iterations must be at least 1")
     device = chosen_device(parser, args.device)
+    if args.as_on_cuda and device.type == "cuda":
+        parser.error("--as-on-cuda is for CPU runs; on CUDA the choices are taken anyway")
     out = args.out or RESULTS / f"host_syncs_{args.preset}_{device.type}.json"
     datasets.disable_progress_bars()
 
     run_dir = Path(tempfile.mkdtemp(prefix="textgan-host-syncs-"))
+    reading_waits = checks.reading_waits
+    if args.as_on_cuda:
+        checks.reading_waits = lambda tensor: True  # what textgan.checks decides on CUDA
     try:
         cfg = load_config(args.preset, overrides=[*args.overrides,
                                                   f"data.cache_dir={run_dir / 'hf-cache'}"])
@@ -143,13 +153,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         data = prepare_data(cfg, RunPaths(run_dir), device=device)
         report: dict[str, Any] = {"benchmark": "host_syncs", "preset": args.preset,
                                   "device": str(device), "torch": torch.__version__,
-                                  "overrides": args.overrides, "warmup": args.warmup}
+                                  "overrides": args.overrides, "warmup": args.warmup,
+                                  "as_on_cuda": args.as_on_cuda}
         for name, build in (("pretrain", pretrain_trainer), ("adversarial", adversarial_trainer)):
             report[name] = count_syncs(build(cfg, data, device), data.train_loader,
                                        device=device, warmup=args.warmup,
                                        iterations=args.iterations)
             print_stage(name, report[name])
     finally:
+        checks.reading_waits = reading_waits
         shutil.rmtree(run_dir, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

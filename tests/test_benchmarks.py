@@ -6,6 +6,8 @@ import csv
 import sys
 from pathlib import Path
 
+import torch
+
 from textgan.config import load_config
 from textgan.corpora import load_corpus
 
@@ -57,15 +59,19 @@ def test_the_corpus_memory_benchmark_measures_every_phase_in_a_child_process(tmp
 def test_the_host_sync_benchmark_counts_the_real_engines_by_call_site(tmp_path):
     import host_syncs  # noqa: E402  (benchmarks/ is on sys.path, above)
 
+    import textgan.checks as checks
+
     out = tmp_path / "syncs.json"
     report = host_syncs.main(["--preset", "tiny", "--device", "cpu", "--warmup", "1",
-                              "--iterations", "2", "--out", str(out)])
-    assert out.is_file()
-    # pretraining reads nothing that would wait on a GPU; its label checks are reads on a CPU
+                              "--iterations", "2", "--as-on-cuda", "--out", str(out)])
+    assert out.is_file() and checks.reading_waits(torch.zeros(1)) is False  # restored
+    # with the CUDA path's choices pretraining reads nothing that would wait on a GPU, and the
+    # checks are device-side assertions
     assert report["pretrain"]["per_iteration"]["wait"] == 0
-    assert report["pretrain"]["per_iteration"]["check"] > 0
-    # the adversarial round's waits on a CPU are its decoding's exit checks, one per time step
+    assert report["pretrain"]["per_iteration"]["check"] == 0
+    # the adversarial round waits only for its decoding's exit check, every 8 of max_len steps
+    max_len = load_config("tiny").data.max_tokens
+    assert report["adversarial"]["per_iteration"]["wait"] == max_len // 8
     waits = [site for site in report["adversarial"]["sites_per_iteration"]
-             if not any(part in site for part in ("checks.py", "encoder.py", "data.py",
-                                                  "torch/"))]
+             if not any(part in site for part in ("encoder.py", "data.py", "torch/"))]
     assert waits and all(site.startswith("textgan/models/generator.py") for site in waits)
