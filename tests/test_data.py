@@ -96,6 +96,17 @@ def test_tokenize_corpus_logs_and_keeps_in_memory_data_in_memory(corpus, tokeniz
     assert dropped == {"train": 0, "valid": 0, "test": 0}
     assert "tokenised train: 600 sentences kept, 0 dropped" in caplog.text
     assert all(split.cache_files == [] for split in result.values())
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_dropping_much_of_a_split_for_length_warns_with_the_knobs(corpus, tokenizer, caplog):
+    lengths = sorted(len(ids) + 1 for ids in tokenizer.encode(list(corpus.splits["train"]["text"])))
+    median = lengths[len(lengths) // 2]
+    with caplog.at_level(logging.INFO, logger="textgan.data"):
+        _, dropped = tokenize_corpus(corpus, tokenizer, max_tokens=median)
+    assert dropped["train"] > 0.1 * len(corpus.splits["train"])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("train split" in w and f"data.max_tokens={median}" in w for w in warnings)
 
 
 def test_tokenize_corpus_refuses_what_it_cannot_do(corpus, tokenizer):

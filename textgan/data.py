@@ -46,6 +46,9 @@ LENGTH = "length"
 # Sentences per `map` batch: big enough that the per-batch Python overhead vanishes next to
 # sentencepiece's batch encoding, small enough to keep one batch's Python strings cheap.
 _MAP_BATCH = 10_000
+# Above this share of a split dropped for length, tokenising warns: the model would train on a
+# biased part of the corpus (the short sentences), which a log line at INFO level hides.
+_LOUD_DROP_SHARE = 0.10
 
 
 # --------------------------------------------------------------------------- the batch
@@ -134,6 +137,11 @@ def tokenize_corpus(corpus: Corpus, tokenizer: Tokenizer, max_tokens: int
         share = dropped[name] / len(split) if len(split) else 0.0
         logger.info("tokenised %s: %d sentences kept, %d dropped as longer than %d tokens "
                     "(%.1f%%)", name, len(result), dropped[name], max_tokens, 100 * share)
+        if share > _LOUD_DROP_SHARE:
+            logger.warning("%.0f%% of the %s split is longer than data.max_tokens=%d subword "
+                           "tokens and was dropped: raise data.max_tokens, or give the tokenizer "
+                           "more or longer pieces (tokenizer.vocab_size, tokenizer.model_type)",
+                           100 * share, name, max_tokens)
         if name == "train" and len(split) and not len(result):
             raise CorpusError(f"every training sentence is longer than data.max_tokens="
                               f"{max_tokens} subword tokens (EOS included); raise it")
