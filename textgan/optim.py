@@ -115,13 +115,15 @@ def make_optimizer(params: Params, kind: str, lr: float, weight_decay: float = 0
         raise ConfigError(f"learning rate must be > 0, got {lr}")
     if weight_decay < 0:
         raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
+    # fused: one kernel over every parameter instead of a dozen ops per tensor (on a CPU 0.7 ms
+    # against 8 ms a step for the default preset's 1.1M parameters; NOTES.md, issue 6)
+    settings: dict[str, Any] = dict(lr=lr, betas=betas, weight_decay=weight_decay, fused=True)
     if kind == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(
-            params, lr=lr, betas=betas, weight_decay=weight_decay)
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(params, **settings)
     elif kind == "adamw":
-        optimizer = torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+        optimizer = torch.optim.AdamW(params, **settings)
     elif kind == "orthograd":
-        optimizer = OrthoAdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+        optimizer = OrthoAdamW(params, **settings)
     else:
         raise ConfigError(f"unknown optimizer {kind!r}; use one of {', '.join(OPTIMIZERS)}")
     logger.debug("optimizer %s lr=%g weight_decay=%g betas=%s", kind, lr, weight_decay, betas)
