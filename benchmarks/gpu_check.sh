@@ -9,8 +9,10 @@
 # them into .whl/ (add `/.whl/` to .git/info/exclude; it travels when named in the run's carry).
 # In order, each step's output is kept even when a later one fails:
 #   1. an end-to-end tiny run on CUDA: pretrain, train, sample, evaluate (the CUDA path works);
-#   2. host synchronisations per iteration as CUDA counts them (benchmarks/host_syncs.py);
-#   3. the throughput table in fp32, in bf16, and with the compiled soft step (throughput.py).
+#   2. the bf16 and compiled-step tests on CUDA (`pytest ... --device cuda`: bf16 losses within
+#      1% of fp32, the compiled soft step equal to the eager one);
+#   3. host synchronisations per iteration as CUDA counts them (benchmarks/host_syncs.py);
+#   4. the throughput table in fp32, in bf16, and with the compiled soft step (throughput.py).
 # DEVICE=cpu PRESET=tiny ITERATIONS=3 runs the same steps on a CPU, to check the script itself.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -65,6 +67,8 @@ step tiny_train python3 -m textgan.train "${tiny[@]}"
 step tiny_sample python3 -m textgan.sample --run-dir "$work/run" --device "$device" --n 4
 step tiny_evaluate python3 -m textgan.evaluate --run-dir "$work/run" --device "$device" \
     --no-progress --no-curve
+step cuda_tests python3 -m pytest -q -p no:cacheprovider tests/test_precision.py \
+    tests/test_soft_step.py --device "$device"
 step host_syncs python3 benchmarks/host_syncs.py --preset "$preset" --device "$device" \
     --out "$out/host_syncs.json"
 bench=(python3 benchmarks/throughput.py --preset "$preset" --device "$device"

@@ -12,6 +12,23 @@ import pytest  # noqa: E402
 from textgan.config import load_config  # noqa: E402
 
 
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu",
+                     help="device of the tests that take the `device` fixture (the precision and "
+                          "compiled-step checks): cpu, as CI runs them, or cuda on a GPU machine")
+
+
+@pytest.fixture(scope="session")
+def device(request):
+    """The device named by --device; CI and the README's command use the CPU."""
+    import torch
+
+    chosen = torch.device(request.config.getoption("--device"))
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        pytest.exit("--device cuda, but torch sees no CUDA GPU", returncode=2)
+    return chosen
+
+
 def pytest_configure(config):
     # datasets draws a progress bar per map; in a test log they are noise, not progress.
     import datasets

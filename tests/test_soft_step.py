@@ -1,6 +1,7 @@
 """The soft step as a function of tensors (`soft_step`), compiled or not, against the eager
 soft generation: the same values and gradients, the same relaxation draws, dropout masks, and a
-readable refusal when torch.compile cannot build it. Tiny sizes, CPU only."""
+readable refusal when torch.compile cannot build it. Tiny sizes, on the CPU; `--device cuda`
+runs the compiled-against-eager check on a GPU (inductor's triton backend there)."""
 
 from __future__ import annotations
 
@@ -27,21 +28,22 @@ def make_generator(*, layers: int = 1, dropout: float = 0.0) -> Generator:
                      eos_id=EOS)
 
 
-def condition(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+def condition(batch: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     z = torch.randn(batch, Z_DIM, generator=g)
     c = torch.nn.functional.one_hot(torch.randint(CODE_DIM, (batch,), generator=g),
                                     CODE_DIM).float()
-    return z, c
+    return z.to(device), c.to(device)
 
 
 def run(generator: Generator, kind: str, hard: bool, *, compiled: bool):
     """A soft sentence, and the gradient of an arbitrary function of it w.r.t. every weight."""
     generator.zero_grad(set_to_none=True)
-    z, c = condition(5)
+    device = generator.output.weight.device
+    z, c = condition(5, device)
     out = soft_generate(generator, z, c, max_len=6, tau=0.6, kind=kind, hard=hard,
-                        noise=torch.Generator().manual_seed(3), compiled=compiled)
-    (out.probs * torch.linspace(-1.0, 1.0, VOCAB)).sum().backward()
+                        noise=torch.Generator(device=device).manual_seed(3), compiled=compiled)
+    (out.probs * torch.linspace(-1.0, 1.0, VOCAB, device=device)).sum().backward()
     return out, [parameter.grad for parameter in generator.parameters()]
 
 
@@ -70,8 +72,10 @@ def test_one_step_of_the_function_is_the_generators_step_then_relax(kind, hard):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind,hard", [("softmax", False), ("st_gumbel", True)])
-def test_the_compiled_soft_generation_matches_the_eager_one_with_its_gradients(kind, hard):
-    generator = make_generator().train()  # dropout 0: training mode draws nothing to compare
+def test_the_compiled_soft_generation_matches_the_eager_one_with_its_gradients(kind, hard,
+                                                                              device):
+    # dropout 0: training mode draws nothing to compare
+    generator = make_generator().to(device).train()
     eager, eager_grads = run(generator, kind, hard, compiled=False)
     compiled, compiled_grads = run(generator, kind, hard, compiled=True)
 
@@ -83,9 +87,10 @@ def test_the_compiled_soft_generation_matches_the_eager_one_with_its_gradients(k
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
     # a new temperature is an input of the compiled step (a 0-d tensor), not a constant baked
     # into it: the soft rows change with it
-    again = soft_generate(generator, *condition(5), max_len=6, tau=0.3, kind="softmax",
+    again = soft_generate(generator, *condition(5, device), max_len=6, tau=0.3, kind="softmax",
                           compiled=True)
-    eager_again = soft_generate(generator, *condition(5), max_len=6, tau=0.3, kind="softmax")
+    eager_again = soft_generate(generator, *condition(5, device), max_len=6, tau=0.3,
+                                kind="softmax")
     torch.testing.assert_close(again.probs, eager_again.probs)
 
 

@@ -25,14 +25,17 @@ def tiny_vae(cfg: Config):
                      bos_id=BOS, eos_id=EOS)
 
 
-def adversarial_steps(cfg: Config, optimizer: Callable[[list], torch.optim.Optimizer] = adam):
+def adversarial_steps(cfg: Config, optimizer: Callable[[list], torch.optim.Optimizer] = adam,
+                      device: torch.device = torch.device("cpu")):
     """(steps, vae, discriminator) on a 30-token vocabulary, 2 x 2 classes, seed 0."""
     vae = tiny_vae(cfg)
+    for module in vae:
+        module.to(device)  # in place; a shared embedding table moves once
     disc = Discriminator(cfg.discriminator, vocab_size=VOCAB, num_classes=NUM_CLASSES,
-                         pad_id=PAD)
+                         pad_id=PAD).to(device)
     steps = AdversarialSteps(encoder=vae.encoder, generator=vae.generator, discriminator=disc,
                              optimizers={}, cfg=cfg.train, num_classes=NUM_CLASSES, max_len=8,
                              class_weights=[None, None], unk_id=UNK, pad_id=PAD, bos_id=BOS,
-                             device=torch.device("cpu"))
+                             device=device)
     steps.optimizers = {name: optimizer(params) for name, params in steps.params.items()}
     return steps, vae, disc
