@@ -207,3 +207,15 @@ def test_a_time_limit_stops_with_a_checkpoint_and_a_rerun_goes_on(tmp_path):
     assert stopped["iteration"] == 1 and stopped["last_checkpoint"].endswith("_1.pt")
     finished = pretrain.main([*FAST, "--run-dir", run])  # the limit is a runtime key
     assert finished["resumed_from"].endswith("_1.pt") and finished["epoch"] == 2
+
+
+def test_no_progress_hides_the_datasets_libraries_bars_too(tmp_path, capsys):
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.enable_progress_bars()
+    try:
+        run(tmp_path / "run", "--pretrain.epochs=1")
+    finally:
+        (datasets.enable_progress_bars if was_enabled else datasets.disable_progress_bars)()
+    assert "tokenising" not in capsys.readouterr().err

@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     args = build_parser().parse_args(argv)
+    import datasets
     import torch
 
     from textgan.evaluation.judges import judges_dir, train_judges
@@ -94,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     if not run_dir.is_dir():
         raise CheckpointError(f"run folder {run_dir} does not exist (train one with "
                               f"`python -m textgan.pretrain --run-dir {run_dir}`)")
+    if args.no_progress:
+        datasets.disable_progress_bars()  # the judges' tokenising bars too
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" \
         else args.device
     if args.command == "train-judges":

@@ -61,6 +61,8 @@ def open_run(args: argparse.Namespace, overrides: Sequence[str],
     """
     if not parallel.is_main_process():
         logging.getLogger("textgan").setLevel(logging.WARNING)
+    if args.no_progress or not parallel.is_main_process():
+        # the datasets library's own bars (tokenising, filtering) too, not only the stage's
         datasets.disable_progress_bars()
     paths = run_paths(args)
 
