@@ -157,6 +157,13 @@ preset = "tiny"
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
 
 
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs" / "sweeps")
+                                         .glob("*.toml")), ids=lambda path: path.name)
+def test_the_shipped_grid_files_plan_without_errors(path, tmp_path):
+    result = sweep.main(["--grid", str(path), "--out", str(tmp_path / "out"), "--dry-run"])
+    assert result["dry_run"] and result["runs"]
+
+
 # --------------------------------------------------------------------------- scores
 
 
