@@ -201,8 +201,9 @@ class PretrainConfig:
         0.0, "EMA of the weights for validation and sampling: weight of the online model per "
              "step (ignite's momentum; 0.001 ~ decay 0.999; 0 = off)", ge=0.0, le=1.0)
     patience: int = setting(
-        0, "stop after this many validations without a better ELBO (0 = never)", ge=0,
-        runtime=True)
+        0, "stop after this many validations without a better ELBO (0 = never); while the KL "
+           "weight ramps up the ELBO can peak long before reconstruction does (default preset: "
+           "epoch 5 of 16)", ge=0, runtime=True)
     keep_last: int = setting(2, "checkpoints kept besides the best", ge=1, runtime=True)
     checkpoint_every: int = setting(
         500, "also checkpoint every this many iterations (0 = at epoch ends only)", ge=0,
