@@ -145,11 +145,43 @@ def _gather_rows(state: torch.Tensor) -> torch.Tensor:
     return idist.all_gather(state.unsqueeze(0))
 
 
+class _DiskSaver(DiskSaver):
+    """ignite's DiskSaver, except that removing a file that is not there is not an error.
+
+    A checkpointer's list of its files is saved in every checkpoint. ignite puts a new file on
+    that list before writing it, so a save cut short by Ctrl-C leaves a name with no file: the
+    interrupt's own checkpoint of the same iteration then replaces that name, and ignite's
+    remove would fail on it, turning a clean stop into a traceback.
+    """
+
+    def remove(self, filename: str) -> None:
+        if idist.get_rank() == self.save_on_rank:
+            (self.dirname / filename).unlink(missing_ok=True)
+
+
+def forget_missing_files(checkpointer: Checkpoint) -> None:
+    """After a resume: drop from the checkpointer's list the files that are not on disk.
+
+    Such a name is a save that Ctrl-C cut short (or a file deleted by hand). Left on the list,
+    a best-score checkpointer would keep comparing against a score it has no file for. Every
+    process reads the same run folder (a resume needs that anyway), so all of them drop the
+    same names and agree on when to save next.
+    """
+    state = checkpointer.state_dict()
+    folder = checkpointer.save_handler.dirname
+    missing = [name for _, name in state["_saved"] if not (folder / name).is_file()]
+    for name in missing:
+        log.warning("%s is listed in the checkpoint but missing from %s (a save cut short by "
+                    "Ctrl-C?); forgetting it", name, folder)
+    kept = [(priority, name) for priority, name in state["_saved"] if name not in missing]
+    checkpointer.load_state_dict({**state, "_saved": kept})
+
+
 def make_checkpointer(to_save: Mapping[str, Any], folder: Path, stage: str,
                       keep_last: int) -> Checkpoint:
     """Rotating checkpoints named by iteration; `include_self` keeps rotation across resumes."""
     return Checkpoint(
-        dict(to_save), DiskSaver(folder, require_empty=False, atomic=True),
+        dict(to_save), _DiskSaver(folder, require_empty=False, atomic=True),
         filename_prefix=stage, n_saved=keep_last, include_self=True,
         global_step_transform=lambda engine, _: engine.state.iteration)
 
@@ -158,7 +190,7 @@ def make_best_checkpointer(to_save: Mapping[str, Any], folder: Path, trainer: En
                            score_name: str, sign: float) -> Checkpoint:
     """Keeps the one checkpoint with the best validation score (sign -1 to minimise)."""
     return Checkpoint(
-        dict(to_save), DiskSaver(folder, require_empty=False, atomic=True),
+        dict(to_save), _DiskSaver(folder, require_empty=False, atomic=True),
         filename_prefix="best", n_saved=1,
         score_function=Checkpoint.get_default_score_fn(score_name, sign),
         score_name=score_name, global_step_transform=lambda *_: trainer.state.iteration)

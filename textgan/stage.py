@@ -16,6 +16,7 @@ from typing import Any
 import datasets
 import torch
 from ignite.engine import Engine
+from ignite.handlers import Checkpoint
 from ignite.utils import manual_seed
 from torch import nn
 
@@ -26,6 +27,7 @@ from textgan.checkpoint import (
     default_run_dir,
     best_checkpoint,
     check_compatible,
+    forget_missing_files,
     latest_checkpoint,
     read_checkpoint,
     restore,
@@ -105,6 +107,9 @@ def resume(stage: str, cfg: Config, tokenizer: Any, stage_dir: Path,
                      stages=(stage,))
     restore({key: value for key, value in to_load.items()
              if key != "meta" and (key in state or key not in OPTIONAL_STATE)}, state)
+    for value in to_load.values():
+        if isinstance(value, Checkpoint):
+            forget_missing_files(value)
     log.info("resumed from %s (iteration %d)", path, to_load["trainer"].state.iteration)
     return path
 
