@@ -121,6 +121,13 @@ def setup_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger("textgan")
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # ignite logs the exception that ends a run as an error with the exception's text; Ctrl-C's
+    # has none, which printed a bare "...due to exception: " line before our own message
+    logging.getLogger("ignite.engine.engine.Engine").addFilter(_not_a_bare_interrupt)
+
+
+def _not_a_bare_interrupt(record: logging.LogRecord) -> bool:
+    return record.getMessage() != "Engine run is terminating due to exception: "
 
 
 def run_main(main: Callable[[Sequence[str] | None], Any]) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +21,7 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, ProgressBar, TensorboardLogger
 from ignite.metrics import Frequency, RunningAverage
 
+from textgan import parallel
 from textgan.parallel import any_process, is_main_process
 
 log = logging.getLogger(__name__)
@@ -52,12 +55,29 @@ def attach_nan_stop(trainer: Engine, key: str = "loss") -> None:
             engine.terminate()
 
 
-def attach_interrupt_checkpoint(trainer: Engine, checkpointer: Checkpoint) -> None:
-    """On Ctrl-C, save a checkpoint of the last completed iteration, then let it propagate."""
+def attach_interrupt_checkpoint(trainer: Engine, checkpointer: Checkpoint, *,
+                                agreed: bool | None = None) -> None:
+    """On Ctrl-C, save a checkpoint and stop with KeyboardInterrupt (the shell then says 130).
+
+    One process: the KeyboardInterrupt lands wherever the process is, and the checkpoint holds
+    the last completed iteration.
+
+    Several processes (`agreed`, the default there): Ctrl-C reaches every process at once, but
+    each would be interrupted at a different point, some of them while waiting in a collective
+    for a peer that has just left it; those fail ("Connection closed by peer") without saving.
+    So Ctrl-C only asks to stop: the processes agree on it after each iteration, stop together
+    (an epoch's last iteration first runs its validation and checkpoint), and save a full
+    checkpoint, every process's random state included, so the resume is exact. A second
+    Ctrl-C stops at once, as in one process.
+    """
+    agreed = parallel.world_size() > 1 if agreed is None else agreed
+    if agreed:
+        _attach_ctrl_c_request(trainer, checkpointer)
 
     @trainer.on(Events.EXCEPTION_RAISED)
     def _on_exception(engine: Engine, error: BaseException) -> None:
-        if isinstance(error, KeyboardInterrupt):
+        if isinstance(error, KeyboardInterrupt) and not getattr(engine.state, "stopped_by_ctrl_c",
+                                                                False):
             # ignite counts an iteration when it starts and resets state.output when its batch
             # arrives; an output of None means the step was interrupted before it returned, so
             # that iteration did not happen. (ignite has already set last_event_name to
@@ -65,11 +85,74 @@ def attach_interrupt_checkpoint(trainer: Engine, checkpointer: Checkpoint) -> No
             if engine.state.output is None:
                 engine.state.iteration -= 1
             checkpointer(engine)  # written by rank 0 alone in a data-parallel run
-            if is_main_process():
-                log.warning("interrupted: checkpoint saved at iteration %d in %s; run the same "
-                            "command again to resume", engine.state.iteration,
-                            checkpointer.save_handler.dirname)
+            _say_interrupted(engine, checkpointer)
         raise error
+
+
+def _attach_ctrl_c_request(trainer: Engine, checkpointer: Checkpoint) -> None:
+    """SIGINT sets a flag while the trainer runs; the processes stop together on it."""
+    requested = {"stop": False}
+    previous: dict[str, Any] = {}
+
+    def _request(signum: int, frame: Any) -> None:
+        requested["stop"] = True
+        signal.signal(signal.SIGINT, previous["handler"])  # a second Ctrl-C stops at once
+        if is_main_process():
+            log.warning("Ctrl-C: stopping all processes after this iteration (press it again "
+                        "to stop at once)")
+
+    @trainer.on(Events.STARTED)
+    def _install(engine: Engine) -> None:
+        if threading.current_thread() is threading.main_thread():  # signal's own condition
+            previous["handler"] = signal.signal(signal.SIGINT, _request)
+
+    @trainer.on(Events.COMPLETED)
+    @trainer.on(Events.EXCEPTION_RAISED)
+    def _restore(engine: Engine, *_: Any) -> None:
+        if "handler" in previous:
+            signal.signal(signal.SIGINT, previous.pop("handler"))
+
+    def _stop(engine: Engine) -> None:
+        engine.state.stopped_by_ctrl_c = True
+
+    attach_agreed_stop(trainer, lambda: requested["stop"], _stop)
+
+    @trainer.on(Events.COMPLETED)
+    def _raise(engine: Engine) -> None:
+        # after the end-of-run checkpoint (the stages attach this handler after theirs)
+        if getattr(engine.state, "stopped_by_ctrl_c", False):
+            _say_interrupted(engine, checkpointer)
+            raise KeyboardInterrupt
+
+
+def _say_interrupted(engine: Engine, checkpointer: Checkpoint) -> None:
+    if is_main_process():
+        log.warning("interrupted: checkpoint saved at iteration %d in %s; run the same command "
+                    "again to resume", engine.state.iteration, checkpointer.save_handler.dirname)
+
+
+def attach_agreed_stop(trainer: Engine, wanted: Callable[[], bool],
+                       on_stop: Callable[[Engine], None]) -> None:
+    """Stop the run between iterations once `wanted()` is true in any process.
+
+    All processes ask each other after every iteration (one all-reduce of a flag) and stop at
+    the same one: one stopping alone would leave the others waiting in an all-reduce. After an
+    epoch's last iteration they ask at the epoch's end instead, so that epoch's validation and
+    checkpoint still run (stopping before them would skip them for good: the resumed run
+    starts the next epoch). Attach it after the epoch-end handlers. The run's end handlers then
+    save a checkpoint.
+    """
+    def _check(engine: Engine) -> None:
+        if any_process(wanted()):
+            on_stop(engine)
+            engine.terminate()
+
+    @trainer.on(Events.ITERATION_COMPLETED)
+    def _between_iterations(engine: Engine) -> None:
+        if engine.state.iteration % engine.state.epoch_length:
+            _check(engine)
+
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, _check)
 
 
 def attach_progress(trainer: Engine, names: Sequence[str], *, token_key: str = "tokens",
@@ -85,20 +168,18 @@ def attach_progress(trainer: Engine, names: Sequence[str], *, token_key: str = "
 def attach_time_limit(trainer: Engine, seconds: float) -> None:
     """Stop (the run's end handlers then save a checkpoint) after `seconds` of this run.
 
-    Our own handler rather than ignite's TimeLimit, which refuses a float limit; in a
-    data-parallel run all processes stop at the same iteration, since one stopping alone
-    would leave the others waiting in an all-reduce.
+    Our own handler rather than ignite's TimeLimit, which refuses a float limit and stops one
+    process alone in a data-parallel run. Attach it after the epoch-end handlers.
     """
     if seconds <= 0:
         return
     started = time.monotonic()
 
-    @trainer.on(Events.ITERATION_COMPLETED)
-    def _stop_when_out_of_time(engine: Engine) -> None:
-        if any_process(time.monotonic() - started > seconds):
-            log.info("time limit of %g s reached at iteration %d; stopping (run the same "
-                     "command again to go on)", seconds, engine.state.iteration)
-            engine.terminate()
+    def _say(engine: Engine) -> None:
+        log.info("time limit of %g s reached at iteration %d; stopping (run the same "
+                 "command again to go on)", seconds, engine.state.iteration)
+
+    attach_agreed_stop(trainer, lambda: time.monotonic() - started > seconds, _say)
 
 
 def _pick(key: str) -> Callable[[dict[str, float]], float]:

@@ -147,7 +147,6 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
     if ema:
         ema.attach(trainer)
     attach_nan_stop(trainer)
-    attach_time_limit(trainer, cfg.pretrain.time_limit)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda: evaluator.run(data.valid_loader))
     evaluator.add_event_handler(Events.COMPLETED, best)
     if cfg.pretrain.patience:
@@ -158,6 +157,8 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
         trainer.add_event_handler(Events.ITERATION_COMPLETED(every=cfg.pretrain.checkpoint_every),
                                   checkpointer)
     trainer.add_event_handler(Events.COMPLETED, save_unless_nan, checkpointer)
+    # after the epoch-end and run-end handlers: see attach_agreed_stop
+    attach_time_limit(trainer, cfg.pretrain.time_limit)
     attach_interrupt_checkpoint(trainer, checkpointer)
     attach_progress(trainer, ["loss", "rec", "kl", "nll"], state_attributes=[KL_WEIGHT,
                                                                              WORD_DROPOUT],

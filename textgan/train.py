@@ -186,7 +186,6 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
     attach_sampler_epochs(trainer, data.train_loader.batch_sampler)
     attach_nan_stop(trainer, "d_loss")
     attach_nan_stop(trainer, "g_loss")
-    attach_time_limit(trainer, cfg.train.time_limit)
 
     @trainer.on(Events.EPOCH_COMPLETED)
     def _validate(engine: Engine) -> None:
@@ -205,6 +204,8 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
         trainer.add_event_handler(Events.ITERATION_COMPLETED(every=cfg.train.checkpoint_every),
                                   checkpointer)
     trainer.add_event_handler(Events.COMPLETED, save_unless_nan, checkpointer)
+    # after the epoch-end and run-end handlers: see attach_agreed_stop
+    attach_time_limit(trainer, cfg.train.time_limit)
     attach_interrupt_checkpoint(trainer, checkpointer)
     attach_progress(trainer, ["d_loss", "d_acc_real", "g_loss", "attr_c", "rec"],
                     state_attributes=[TEMPERATURE], disable=args.no_progress or not main_process)
