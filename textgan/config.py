@@ -90,6 +90,13 @@ class DataConfig:
         le=0.5)
     test_fraction: float = setting(
         0.05, "share of sentences held out for test when the corpus has one file", ge=0.0, le=0.5)
+    valid_size: int = setting(
+        0, "sentences held out for validation when the corpus has no valid file: 0 = "
+           "valid_fraction of them, more = exactly this many (valid_fraction is then unused)",
+        ge=0)
+    test_size: int = setting(
+        0, "sentences held out for test when the corpus has no test file: 0 = test_fraction of "
+           "them, more = exactly this many (test_fraction is then unused)", ge=0)
     split_seed: int = setting(0, "seed of the deterministic train/valid/test split")
     on_decode_error: str = setting(
         "fail", "undecodable bytes in a text file: 'fail' with line numbers, or 'skip' the lines",
