@@ -322,3 +322,122 @@ def test_sampler_rejects_bad_arguments():
         BucketBatchSampler([1, 2], batch_size=0, bucket_batches=1, shuffle=True, seed=0)
     with pytest.raises(ValueError, match="one-dimensional"):
         BucketBatchSampler([[1, 2]], batch_size=2, bucket_batches=1, shuffle=True, seed=0)
+
+
+# --------------------------------------------------------------------------- <unk> share
+
+# Review-like sentences written for this test (lowercased and tokenised as the Yelp corpus is):
+# real text has a long tail of words, so a small word vocabulary leaves many of them <unk>.
+REVIEWS = [
+    "the food was cold and the waiter never came back .",
+    "best tacos in town , we come here every friday !",
+    "the staff was friendly but the room smelled of smoke .",
+    "i ordered the salmon and it was dry and overcooked .",
+    "great prices , huge portions and a cozy little patio .",
+    "we waited forty minutes for a table on a tuesday night .",
+    "the manager apologized and gave us a free dessert .",
+    "parking is a nightmare but the pizza is worth it .",
+    "my nails looked amazing for two whole weeks .",
+    "they charged me twice and refused to fix it .",
+    "fresh bagels , strong coffee and quick service .",
+    "the carpet was stained and the shower barely worked .",
+    "our server recommended the lamb and it was perfect .",
+    "the music was so loud we could not hear each other .",
+    "i will never bring my car to this shop again .",
+    "delicious soup , crispy fries and a generous burger .",
+    "the receptionist was rude on the phone and in person .",
+    "clean rooms , comfortable beds and a great breakfast buffet .",
+    "the sushi tasted old and the rice was mushy .",
+    "prices went up but the quality went down .",
+    "the dentist explained everything and it did not hurt .",
+    "our flowers arrived wilted and late for the wedding .",
+    "the bartender made us a fantastic mango margarita .",
+    "they lost my reservation and had no tables left .",
+]
+
+
+def review_corpus() -> Corpus:
+    n = len(REVIEWS)
+    split = datasets.Dataset.from_dict({"text": REVIEWS, "sentiment": [i % 2 for i in range(n)]})
+    return Corpus(datasets.DatasetDict(train=split, valid=split.select(range(4))),
+                  {"sentiment": ["negative", "positive"]})
+
+
+def unk_records(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if "<unk>" in r.getMessage()]
+
+
+def test_a_small_word_vocabulary_on_real_text_warns_with_the_share_and_the_fixes(caplog):
+    corpus = review_corpus()
+    words = train_tokenizer(REVIEWS, TokenizerConfig(model_type="word", vocab_size=40,
+                                                     hard_vocab_limit=False))
+    with caplog.at_level(logging.INFO, logger="textgan.data"):
+        result, _ = tokenize_corpus(corpus, words, max_tokens=24)
+    ids = [i for row in result["train"]["ids"] for i in row[:-1]]  # EOS left out
+    share = ids.count(words.unk_id) / len(ids)
+    assert share > 0.2
+    (record,) = unk_records(caplog)  # the training split only
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert f"{100 * share:.1f}% of the training tokens are <unk>" in message
+    for fix in ("tokenizer.vocab_size", "tokenizer.model_type=unigram or bpe",
+                "tokenizer.byte_fallback=true"):
+        assert fix in message
+
+
+def test_subword_pieces_on_the_same_text_log_the_share_at_info(caplog):
+    pieces = train_tokenizer(REVIEWS, TokenizerConfig(model_type="unigram", vocab_size=120,
+                                                      hard_vocab_limit=False))
+    with caplog.at_level(logging.INFO, logger="textgan.data"):
+        tokenize_corpus(review_corpus(), pieces, max_tokens=48)
+    (record,) = unk_records(caplog)
+    assert record.levelno == logging.INFO
+    assert "tokenised train: 0.00% of the tokens are <unk>" in record.getMessage()
+
+
+def test_the_default_presets_word_vocabulary_covers_the_synthetic_corpus(caplog):
+    from textgan.config import load_config
+    from textgan.corpora import load_corpus
+
+    cfg = load_config("default")
+    cfg.data.synthetic_size = 2000  # the same grammar and words; fewer sentences to generate
+    corpus = load_corpus(cfg.data)
+    words = train_tokenizer(corpus.splits["train"]["text"], cfg.tokenizer, seed=cfg.seed)
+    with caplog.at_level(logging.INFO, logger="textgan.data"):
+        tokenize_corpus(corpus, words, cfg.data.max_tokens)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "tokenised train: 0.00% of the tokens are <unk>" in caplog.text
+
+
+def test_unknown_share_counts_on_the_ids_and_respects_select(tokenizer):
+    from textgan.data import unknown_share
+
+    split = datasets.Dataset.from_dict({"ids": [[1, 5, 3], [1, 1, 7, 3], [6, 3]],
+                                        "length": [3, 4, 2]})
+    assert unknown_share(split, unk_id=1) == (3, 6)  # the three EOS (3) are not tokens
+    assert unknown_share(split.select([2, 0]), unk_id=1) == (1, 3)
+
+
+# --------------------------------------------------------------------------- fixed_sample
+
+
+def test_fixed_sample_is_bounded_seeded_and_in_corpus_order(tokenized, tokenizer):
+    from textgan.data import fixed_sample
+
+    valid = tokenized[0]["valid"]
+    numbered = valid.add_column("row", list(range(len(valid))))
+    rows = list(fixed_sample(numbered, 50, seed=0)["row"])
+    # as many as asked, each once, in the split's order, and the same every time (every epoch,
+    # every resume); another seed, other rows
+    assert len(rows) == len(set(rows)) == 50 and rows == sorted(rows)
+    assert list(fixed_sample(numbered, 50, seed=0)["row"]) == rows
+    assert list(fixed_sample(numbered, 50, seed=1)["row"]) != rows
+    # 0, or a size the split does not exceed: the split itself
+    assert fixed_sample(valid, 0, seed=0) is valid
+    assert fixed_sample(valid, len(valid), seed=0) is valid
+    with pytest.raises(ValueError, match="size must be >= 0"):
+        fixed_sample(valid, -1, seed=0)
+    # a loader over the sample yields exactly its rows
+    sample = fixed_sample(valid, 50, seed=0)
+    loader = loader_for(sample, tokenizer, shuffle=False)
+    assert [row for batch in loader for row in batch.lengths.tolist()] == list(sample["length"])
