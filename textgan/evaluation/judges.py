@@ -24,17 +24,27 @@ Files, under the run folder (`judges_dir`):
     judges/classifier.pt   {"state_dict", "meta"}   (absent for a corpus without attributes)
     judges/lm.pt           {"state_dict", "meta"}
     judges/judges.json     the report: held-out accuracy per attribute and per class, valid and
-                           test perplexity, chosen epochs, settings, seed, tokenizer sha256,
-                           sentences per split, training seconds. Written last: its presence
-                           means a complete set.
+                           test perplexity, the LM's real-vs-shuffled check (`order_check`),
+                           chosen epochs and how each training stopped, settings, seed,
+                           tokenizer sha256, sentences per split, training seconds. Written
+                           last: its presence means a complete set.
 
 The .pt files hold plain state dicts and a `meta` dict (format version, tokenizer sha256, vocab
-size, special ids, settings, seed, attributes), so they load with `torch.load(weights_only=True)`.
-Loading refuses a judge made with another tokenizer (CheckpointError): ids would mean other words.
+size, special ids, settings, seed, attributes, corpus, the judge's own part of the report), so
+they load with `torch.load(weights_only=True)`. Loading refuses a judge made with another
+tokenizer (CheckpointError): ids would mean other words. Each .pt file is written as soon as its
+judge is trained, and `train_judges` reuses one that an interrupted call left when it was made
+with the same tokenizer, seed, corpus and settings: the classifier survives a stop during the LM.
 
-Training is deterministic given the seed (and the device and torch version): each model is built
-and trained after `torch.manual_seed(seed)` inside `torch.random.fork_rng`, so the caller's global
-RNG is left as it was, and the batch order comes from the loaders' own seeded samplers.
+Training is bounded: at most `classifier_epochs` / `lm_epochs` epochs and `*_time_limit` seconds
+per judge (the best validation epoch so far is kept, and judges.json says what stopped it), the
+LM on at most `lm_max_sentences` training sentences. Each epoch logs a line (seconds, validation
+accuracy or perplexity), also without progress bars.
+
+Training is deterministic given the seed (and the device and torch version) unless a time limit
+cuts it: each model is built and trained after `torch.manual_seed(seed)` inside
+`torch.random.fork_rng`, so the caller's global RNG is left as it was, and the batch order comes
+from the loaders' own seeded samplers.
 """
 
 from __future__ import annotations
@@ -46,7 +56,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -74,6 +84,8 @@ JUDGES_DIR = "judges"
 CLASSIFIER_FILE = "classifier.pt"
 LM_FILE = "lm.pt"
 REPORT_FILE = "judges.json"
+_FILES = {"classifier": CLASSIFIER_FILE, "lm": LM_FILE}
+_NAMES = {"classifier": "classifier", "lm": "LM"}
 
 # Multipliers of the bigram hash: odd, below 2**31, so (id * P) stays far inside int64 for any
 # vocabulary below 2**32 pieces and no overflow can make the hash platform-dependent.
@@ -86,7 +98,9 @@ class JudgeSettings:
     """Sizes and training knobs of both judges; saved with them and into the report.
 
     The defaults train both judges on the 20k-sentence synthetic corpus in well under a minute
-    on two CPU cores.
+    on two CPU cores, and bound each judge to a few minutes on a real corpus of ~115k training
+    sentences (Yelp): there an LM epoch over every sentence took ~4.5 minutes, and six of them
+    with nothing shown made `evaluate` look hung.
     """
 
     # classifier: unigrams (one row per piece) + hashed bigrams, mean-pooled, linear heads
@@ -95,7 +109,10 @@ class JudgeSettings:
     # lr and epochs: at 5e-3 and 4 epochs the judge under-fitted 2,700 synthetic sentences (0.98
     # test accuracy, misreading adjectives seen 39 times); 2e-2 and 6 reach 1.0 there and on 18k
     classifier_lr: float = 2e-2
-    classifier_epochs: int = 6          # the epoch with the best validation accuracy is kept
+    classifier_epochs: int = 6          # at most; the best validation accuracy epoch is kept
+    # seconds of training, validation included (0: no limit). When it runs out mid-epoch the
+    # part trained is validated like an epoch, and the best validation score so far is kept.
+    classifier_time_limit: float = 180.0
     # language model: GRU over the run's tokenizer, BOS -> pieces -> EOS
     lm_embedding_dim: int = 64
     lm_hidden_dim: int = 128
@@ -104,6 +121,13 @@ class JudgeSettings:
     lm_epochs: int = 6                  # at most; the best validation NLL epoch is kept
     lm_patience: int = 2                # stop after this many epochs without a better NLL
     lm_clip_norm: float = 5.0
+    lm_time_limit: float = 180.0        # as classifier_time_limit
+    # Training sentences of the LM, a seeded sample of the training split (0: all of them).
+    # Its cost is the softmax over the vocabulary at every token; it only has to rank real text
+    # above scrambled text and compare samples with the corpus, and 40k sentences do that,
+    # while the whole synthetic corpus (18k training sentences) stays under the cap.
+    lm_max_sentences: int = 40_000
+    lm_check_sentences: int = 1000      # test sentences of the real-vs-shuffled check of the LM
     # batching
     batch_size: int = 64
     bucket_batches: int = 50            # length bucketing of training batches (textgan.data)
@@ -111,20 +135,32 @@ class JudgeSettings:
 
     def __post_init__(self) -> None:
         for name in ("classifier_dim", "bigram_buckets", "classifier_epochs", "lm_embedding_dim",
-                     "lm_hidden_dim", "lm_epochs", "lm_patience", "batch_size", "bucket_batches",
-                     "score_batch_size"):
+                     "lm_hidden_dim", "lm_epochs", "lm_patience", "lm_check_sentences",
+                     "batch_size", "bucket_batches", "score_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"JudgeSettings.{name} must be at least 1, got "
                                   f"{getattr(self, name)}")
         for name in ("classifier_lr", "lm_lr", "lm_clip_norm"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"JudgeSettings.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("classifier_time_limit", "lm_time_limit", "lm_max_sentences"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"JudgeSettings.{name} must be >= 0 (0: no limit), got "
+                                  f"{getattr(self, name)}")
         if not 0.0 <= self.lm_dropout < 1.0:
             raise ConfigError(f"JudgeSettings.lm_dropout must be in [0, 1), got "
                               f"{self.lm_dropout}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def of(self, kind: str) -> dict[str, Any]:
+        """The settings that shape one judge, "classifier" or "lm": a saved judge file is
+        reused when these (and the seed, tokenizer and corpus) are the same, so changing only
+        the LM's settings keeps a finished classifier."""
+        own = {"classifier": ("classifier_", "bigram_"), "lm": ("lm_",)}[kind]
+        return {key: value for key, value in self.to_dict().items()
+                if key.startswith(own) or key in _SHARED_SETTINGS}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], origin: str) -> JudgeSettings:
@@ -134,6 +170,10 @@ class JudgeSettings:
             raise CheckpointError(f"{origin}: unknown judge setting(s) {unknown}; it was written "
                                   "by another textgan version")
         return cls(**values)
+
+
+# settings of both judges (score_batch_size too: it batches the validation that picks the epoch)
+_SHARED_SETTINGS = ("batch_size", "bucket_batches", "score_batch_size")
 
 
 # --------------------------------------------------------------------------- the models
@@ -316,26 +356,58 @@ def judges_dir(run_dir: str | Path) -> Path:
 
 
 def train_judges(run_dir: str | Path, *, seed: int = 0, settings: JudgeSettings | None = None,
-                 device: str | torch.device = "cpu", progress: bool = True) -> Judges:
+                 device: str | torch.device = "cpu", progress: bool = True,
+                 reuse: bool = True) -> Judges:
     """Train both judges on the run folder's corpus and tokenizer, save them under judges/.
 
     The corpus is the one the run's config.toml names, tokenised with the run's tokenizer and cut
     at its data.max_tokens, as the stages see it; the run folder needs both files.
+
+    Each judge is saved as soon as it is trained, and judges.json last. With `reuse`, a judge
+    file left by an earlier, unfinished call is loaded instead of trained again when it was made
+    with the same tokenizer, seed, corpus and settings of its own (`JudgeSettings.of`): a run
+    stopped while the LM trained keeps its classifier.
     """
     run_dir = Path(run_dir)
     config_path = run_dir / "config.toml"
     if not config_path.is_file():
         raise CheckpointError(f"{run_dir} has no config.toml: not a run folder (start one with "
                               f"`python -m textgan.pretrain --run-dir {run_dir}`)")
+    settings = settings or JudgeSettings()
     cfg = read_config(config_path)
     tokenizer = Tokenizer.load(run_dir)
     corpus = load_corpus(cfg.data)
     splits, _ = tokenize_corpus(corpus, tokenizer, cfg.data.max_tokens)
-    judges = fit_judges(splits, tokenizer, corpus.attributes, seed=seed, settings=settings,
-                        device=device, progress=progress)
-    judges.report["corpus"] = {"source": cfg.data.source, "max_tokens": cfg.data.max_tokens,
-                               "sentences": {name: len(split) for name, split in splits.items()}}
-    save_judges(judges, run_dir)
+    attributes = {str(name): [str(c) for c in classes]
+                  for name, classes in corpus.attributes.items()}
+    corpus_info = {"source": cfg.data.source, "max_tokens": cfg.data.max_tokens,
+                   "sentences": {name: len(split) for name, split in splits.items()}}
+    folder = judges_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    # judges.json says "complete set": from here until it is written again, there is none
+    (folder / REPORT_FILE).unlink(missing_ok=True)
+
+    def meta(kind: str, report: dict[str, Any]) -> dict[str, Any]:
+        return _judge_meta(kind, tokenizer=tokenizer, settings=settings, seed=seed,
+                           attributes=attributes, report=report, corpus=corpus_info)
+
+    def load(kind: str) -> tuple[nn.Module, dict[str, Any]] | None:
+        if not reuse:
+            return None
+        return _reusable(folder / _FILES[kind], meta(kind, {}), tokenizer, settings, device)
+
+    def keep(kind: str, model: nn.Module | None, report: dict[str, Any] | None) -> None:
+        path = folder / _FILES[kind]
+        if model is None:
+            path.unlink(missing_ok=True)  # a corpus without labels: no stale classifier
+            return
+        _save(path, {"state_dict": _cpu_state(model), "meta": meta(kind, report or {})})
+        log.info("judge %s saved to %s", _NAMES[kind], path)
+
+    judges = _fit_set(splits, tokenizer, attributes, seed=seed, settings=settings,
+                      device=_device(device), progress=progress, load=load, keep=keep)
+    judges.report["corpus"] = corpus_info
+    _write_report(judges, folder)
     return judges
 
 
@@ -346,23 +418,48 @@ def fit_judges(splits: datasets.DatasetDict, tokenizer: Tokenizer,
     """Train both judges on tokenised splits (`tokenize_corpus`: train, valid and test), in memory.
 
     The classifier trains on the training sentences with at least one label, each attribute's
-    loss over the sentences labelled for it; the LM trains on every training sentence.
+    loss over the sentences labelled for it; the LM trains on every training sentence (up to
+    `lm_max_sentences`, a seeded sample).
     """
-    settings = settings or JudgeSettings()
-    device = _device(device)
+    attributes = {str(name): [str(c) for c in classes] for name, classes in attributes.items()}
+    return _fit_set(splits, tokenizer, attributes, seed=seed, settings=settings or JudgeSettings(),
+                    device=_device(device), progress=progress, load=lambda kind: None,
+                    keep=lambda kind, model, report: None)
+
+
+def _fit_set(splits: datasets.DatasetDict, tokenizer: Tokenizer,
+             attributes: dict[str, list[str]], *, seed: int, settings: JudgeSettings,
+             device: torch.device, progress: bool,
+             load: Callable[[str], tuple[nn.Module, dict[str, Any]] | None],
+             keep: Callable[[str, nn.Module | None, dict[str, Any] | None], None]) -> Judges:
+    """Both judges, the classifier first: each one `load`ed, or trained and handed to `keep`."""
     for name in ("train", "valid", "test"):
         if name not in splits:
             raise ValueError(f"fit_judges needs the splits train, valid and test; "
                              f"{name} is missing")
-    attributes = {str(name): [str(c) for c in classes] for name, classes in attributes.items()}
     started = time.perf_counter()
+    reused: list[str] = []
     classifier, classifier_report = None, None
     if attributes:
-        classifier, classifier_report = _fit_classifier(
-            splits, tokenizer, attributes, seed=seed, settings=settings, device=device,
-            progress=progress)
-    lm, lm_report = _fit_lm(splits, tokenizer, seed=seed, settings=settings, device=device,
-                            progress=progress)
+        found = load("classifier")
+        if found is not None:
+            classifier, classifier_report = found
+            reused.append("classifier")
+        else:
+            classifier, classifier_report = _fit_classifier(
+                splits, tokenizer, attributes, seed=seed, settings=settings, device=device,
+                progress=progress)
+            keep("classifier", classifier, classifier_report)
+    else:
+        keep("classifier", None, None)
+    found = load("lm")
+    if found is not None:
+        lm, lm_report = found
+        reused.append("lm")
+    else:
+        lm, lm_report = _fit_lm(splits, tokenizer, seed=seed, settings=settings, device=device,
+                                progress=progress)
+        keep("lm", lm, lm_report)
     report = {
         "format_version": FORMAT_VERSION,
         "seed": seed,
@@ -372,12 +469,13 @@ def fit_judges(splits: datasets.DatasetDict, tokenizer: Tokenizer,
         "attributes": attributes,
         "classifier": classifier_report,
         "lm": lm_report,
+        "reused": reused,  # judges loaded from an earlier, unfinished call, not trained here
         "train_seconds": round(time.perf_counter() - started, 2),
         "device": str(device),
         "torch": torch.__version__,
     }
-    return Judges(tokenizer=tokenizer, attributes=attributes, classifier=classifier, lm=lm,
-                  settings=settings, seed=seed, report=report, device=device)
+    return Judges(tokenizer=tokenizer, attributes=attributes, classifier=classifier,
+                  lm=lm, settings=settings, seed=seed, report=report, device=device)
 
 
 def classifier_loss(logits: Sequence[Tensor], labels: Tensor) -> Tensor:
@@ -406,6 +504,8 @@ def _fit_classifier(splits: datasets.DatasetDict, tokenizer: Tokenizer,
         return None, None
     unlabelled = {name: int(np.sum(_labels(train, name) == MISSING_LABEL)) for name in names}
     loaders = _loaders(splits, train, tokenizer, names, settings, seed)
+    log.info("judge classifier: training on %d sentences, at most %d epochs%s", len(train),
+             settings.classifier_epochs, _limit_text(settings.classifier_time_limit))
     with torch.random.fork_rng(devices=_rng_devices(device)):
         torch.manual_seed(seed)
         model = NgramClassifier(vocab_size=tokenizer.vocab_size,
@@ -413,96 +513,186 @@ def _fit_classifier(splits: datasets.DatasetDict, tokenizer: Tokenizer,
                                 settings=settings, bos_id=tokenizer.bos_id).to(device)
         optimizers = [torch.optim.SparseAdam(model.bag.parameters(), lr=settings.classifier_lr),
                       torch.optim.Adam(model.heads.parameters(), lr=settings.classifier_lr)]
-        best, best_score, best_epoch = None, (-math.inf, -math.inf), 0
-        epochs = settings.classifier_epochs
-        bar = tqdm(total=epochs * len(loaders["train"]), desc="judge classifier", unit="batch",
-                   disable=not progress, leave=False)
-        with bar:
-            for epoch in range(1, epochs + 1):
-                model.train()
-                for batch in loaders["train"]:
-                    batch = batch.to(device)
-                    loss = classifier_loss(model(batch.tokens, batch.lengths), batch.labels)
-                    for optimizer in optimizers:
-                        optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    for optimizer in optimizers:
-                        optimizer.step()
-                    bar.update()
-                valid = _classifier_scores(model, loaders["valid"], attributes, device)
-                known = [acc for acc in valid["accuracy"].values() if acc is not None]
-                # The mean validation accuracy over the attributes, ties (a saturated accuracy
-                # is common on clean corpora) going to the lower validation loss. No labelled
-                # validation sentence: no basis for choosing, keep the last epoch.
-                score = (float(np.mean(known)), -valid["loss"]) if known else (0.0, epoch)
-                bar.set_postfix(valid_acc=f"{score[0]:.4f}" if known else "n/a")
-                log.info("judge classifier epoch %d: valid accuracy %s, loss %.4f", epoch,
-                         _format_accuracy(valid["accuracy"]), valid["loss"])
-                if score > best_score:
-                    best_score, best_epoch = score, epoch
-                    best = copy.deepcopy(model.state_dict())
-    model.load_state_dict(best)
+
+        def step(batch: Any) -> None:
+            loss = classifier_loss(model(batch.tokens, batch.lengths), batch.labels)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for optimizer in optimizers:
+                optimizer.step()
+
+        def validate(epoch: int) -> tuple[tuple[float, float], str]:
+            valid = _classifier_scores(model, loaders["valid"], attributes, device)
+            known = [acc for acc in valid["accuracy"].values() if acc is not None]
+            # The mean validation accuracy over the attributes, ties (a saturated accuracy is
+            # common on clean corpora) going to the lower validation loss. No labelled
+            # validation sentence: no basis for choosing, keep the last epoch.
+            score = (float(np.mean(known)), -valid["loss"]) if known else (0.0, epoch)
+            return score, (f"valid accuracy {_format_accuracy(valid['accuracy'])}, "
+                           f"loss {valid['loss']:.4f}")
+
+        training = _train_epochs("judge classifier", model, loaders["train"], step, validate,
+                                 epochs=settings.classifier_epochs, patience=None,
+                                 time_limit=settings.classifier_time_limit, device=device,
+                                 progress=progress)
     model.eval()
     valid = _classifier_scores(model, loaders["valid"], attributes, device)
     test = _classifier_scores(model, loaders["test"], attributes, device)
-    log.info("judge classifier: epoch %d kept; test accuracy %s", best_epoch,
+    log.info("judge classifier: epoch %d kept (%s); test accuracy %s", training["epoch"],
+             _stop_text(training, settings.classifier_time_limit),
              _format_accuracy(test["accuracy"]))
     return model, {
-        "epoch": best_epoch,
+        "epoch": training["epoch"],
         "valid_accuracy": valid["accuracy"],
         "test_accuracy": test["accuracy"],
         "test_class_accuracy": test["class_accuracy"],
         "test_labelled": test["labelled"],
         "train_sentences": len(train),
         "train_unlabelled": unlabelled,
+        **{key: value for key, value in training.items() if key != "epoch"},
     }
 
 
 def _fit_lm(splits: datasets.DatasetDict, tokenizer: Tokenizer, *, seed: int,
             settings: JudgeSettings, device: torch.device, progress: bool
             ) -> tuple[GRULanguageModel, dict[str, Any]]:
-    loaders = _loaders(splits, splits["train"], tokenizer, [], settings, seed)
+    train = splits["train"]
+    if settings.lm_max_sentences and len(train) > settings.lm_max_sentences:
+        # sorted: the same rows in file order, so the sample is one arrow selection, and the
+        # seeded sampler of the loader shuffles them anyway
+        chosen = np.sort(np.random.default_rng(seed).choice(
+            len(train), size=settings.lm_max_sentences, replace=False))
+        train = train.select(chosen)
+    loaders = _loaders(splits, train, tokenizer, [], settings, seed)
+    log.info("judge LM: training on %d of %d sentences, at most %d epochs%s", len(train),
+             len(splits["train"]), settings.lm_epochs, _limit_text(settings.lm_time_limit))
     with torch.random.fork_rng(devices=_rng_devices(device)):
         torch.manual_seed(seed)
         model = GRULanguageModel(vocab_size=tokenizer.vocab_size, settings=settings,
                                  pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=settings.lm_lr)
-        best, best_nll, best_epoch, epoch = None, math.inf, 0, 0
-        bar = tqdm(total=settings.lm_epochs * len(loaders["train"]), desc="judge LM",
-                   unit="batch", disable=not progress, leave=False)
-        with bar:
-            for epoch in range(1, settings.lm_epochs + 1):
-                model.train()
-                for batch in loaders["train"]:
-                    batch = batch.to(device)
-                    loss = reconstruction_loss(model(batch.tokens), batch.tokens,
-                                               batch.lengths).per_token
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    nn.utils.clip_grad_norm_(model.parameters(), settings.lm_clip_norm)
-                    optimizer.step()
-                    bar.update()
-                nll = _lm_nll(model, loaders["valid"], device)
-                bar.set_postfix(valid_ppl=f"{_safe_exp(nll):.2f}")
-                log.info("judge LM epoch %d: valid perplexity %.3f", epoch, _safe_exp(nll))
-                if nll < best_nll:
-                    best_nll, best_epoch = nll, epoch
-                    best = copy.deepcopy(model.state_dict())
-                elif epoch - best_epoch >= settings.lm_patience:
-                    log.info("judge LM: no better validation NLL for %d epochs, stopping",
-                             settings.lm_patience)
+
+        def step(batch: Any) -> None:
+            loss = reconstruction_loss(model(batch.tokens), batch.tokens,
+                                       batch.lengths).per_token
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), settings.lm_clip_norm)
+            optimizer.step()
+
+        def validate(epoch: int) -> tuple[tuple[float], str]:
+            nll = _lm_nll(model, loaders["valid"], device)
+            return (-nll,), f"valid perplexity {_safe_exp(nll):.3f}"
+
+        training = _train_epochs("judge LM", model, loaders["train"], step, validate,
+                                 epochs=settings.lm_epochs, patience=settings.lm_patience,
+                                 time_limit=settings.lm_time_limit, device=device,
+                                 progress=progress)
+    model.eval()
+    valid_nll = _lm_nll(model, loaders["valid"], device)
+    test_nll = _lm_nll(model, loaders["test"], device)
+    scorer = Judges(tokenizer=tokenizer, attributes={}, classifier=None, lm=model,
+                    settings=settings, seed=seed, report={}, device=device)
+    check = order_check(scorer, splits["test"]["text"], sentences=settings.lm_check_sentences,
+                        seed=seed)
+    log.info("judge LM: epoch %d kept (%s); valid perplexity %.3f, test perplexity %.3f%s",
+             training["epoch"], _stop_text(training, settings.lm_time_limit),
+             _safe_exp(valid_nll), _safe_exp(test_nll), _check_text(check))
+    return model, {"epoch": training["epoch"], "valid_ppl": _safe_exp(valid_nll),
+                   "test_ppl": _safe_exp(test_nll), "train_sentences": len(train),
+                   "train_available": len(splits["train"]), "check": check,
+                   **{key: value for key, value in training.items() if key != "epoch"}}
+
+
+def _train_epochs(name: str, model: nn.Module, loader: Any, step: Callable[[Any], None],
+                  validate: Callable[[int], tuple[tuple[float, ...], str]], *, epochs: int,
+                  patience: int | None, time_limit: float, device: torch.device,
+                  progress: bool) -> dict[str, Any]:
+    """Train for at most `epochs` epochs, `time_limit` seconds (0: none) and, with `patience`,
+    until that many epochs bring no better validation score; load the best epoch's weights.
+
+    `validate(epoch)` gives (score, higher is better; a line for the log). Each epoch gets a bar (hidden
+    without `progress`) and a log line, which `--no-progress` keeps: a judge that trains for
+    minutes must not look hung. Returns the training's part of the judge's report.
+    """
+    started = time.monotonic()
+    deadline = started + time_limit if time_limit > 0 else math.inf
+    best, best_score, best_epoch = None, (-math.inf,), 0
+    epoch, done, stopped_by = 0, 1.0, "epochs"
+    for epoch in range(1, epochs + 1):
+        model.train()
+        batches = seen = len(loader)
+        with tqdm(total=batches, desc=f"{name} epoch {epoch}/{epochs}", unit="batch",
+                  disable=not progress, leave=False) as bar:
+            for seen, batch in enumerate(loader, start=1):
+                step(batch.to(device))
+                bar.update()
+                if time.monotonic() > deadline:
                     break
-    if best is None:  # the validation NLL was never finite: keep the last weights, say so
-        log.warning("judge LM: the validation NLL was never finite")
+        done = seen / batches if batches else 1.0
+        # the part of an epoch trained before the time ran out is validated like an epoch:
+        # on a large corpus it may be all the training there is time for
+        score, summary = validate(epoch)
+        log.info("%s epoch %d/%d%s: %.1f s, %s", name, epoch, epochs,
+                 f" ({done:.0%} of it, then the time limit)" if done < 1 else "",
+                 time.monotonic() - started, summary)
+        if score > best_score:  # a nan score is never better, so never kept
+            best_score, best_epoch = score, epoch
+            best = copy.deepcopy(model.state_dict())
+        elif patience is not None and epoch - best_epoch >= patience:
+            log.info("%s: no better validation score for %d epochs, stopping", name, patience)
+            stopped_by = "patience"
+            break
+        if done < 1 or (time.monotonic() > deadline and epoch < epochs):
+            stopped_by = "time_limit"
+            break
+    if best is None:  # the validation score was never finite: keep the last weights, say so
+        log.warning("%s: the validation score was never finite; keeping the last weights", name)
         best_epoch = epoch
     else:
         model.load_state_dict(best)
-    model.eval()
-    test_nll = _lm_nll(model, loaders["test"], device)
-    log.info("judge LM: epoch %d kept; valid perplexity %.3f, test perplexity %.3f", best_epoch,
-             _safe_exp(best_nll), _safe_exp(test_nll))
-    return model, {"epoch": best_epoch, "epochs_run": epoch, "valid_ppl": _safe_exp(best_nll),
-                   "test_ppl": _safe_exp(test_nll), "train_sentences": len(splits["train"])}
+    return {"epoch": best_epoch, "epochs_run": epoch, "last_epoch_done": round(done, 4),
+            "stopped_by": stopped_by, "seconds": round(time.monotonic() - started, 2)}
+
+
+def order_check(judges: Judges, texts: Sequence[str], *, sentences: int = 1000,
+                seed: int = 0) -> dict[str, Any] | None:
+    """The LM's sanity check: real sentences against the same words in a shuffled order.
+
+    Up to `sentences` of `texts` (a seeded sample), each with its words shuffled (seeded) until
+    the order differs; a sentence of fewer than two distinct words cannot be shuffled and is
+    left out. Gives the mean per-token NLL of both (nats, EOS included), their perplexities and
+    `real_better`, the share of sentences whose real order has the lower per-token NLL. A
+    language model that learnt word order puts that share near 1; a bag-of-words one near 0.5.
+    None when no sentence can be shuffled.
+    """
+    rng = np.random.default_rng(seed)
+    texts = list(texts)
+    if len(texts) > sentences:
+        texts = [texts[i] for i in np.sort(rng.choice(len(texts), size=sentences,
+                                                      replace=False))]
+    real, shuffled = [], []
+    for text in texts:
+        words = text.split()
+        if len(set(words)) < 2:
+            continue
+        order = list(words)
+        while order == words:
+            order = [words[i] for i in rng.permutation(len(words))]
+        real.append(" ".join(words))
+        shuffled.append(" ".join(order))
+    if not real:
+        return None
+    real_scores, shuffled_scores = judges.sentence_nll(real), judges.sentence_nll(shuffled)
+    real_nll = float(real_scores.nll.sum() / real_scores.tokens.sum())
+    shuffled_nll = float(shuffled_scores.nll.sum() / shuffled_scores.tokens.sum())
+    better = (real_scores.nll / real_scores.tokens) < (shuffled_scores.nll /
+                                                       shuffled_scores.tokens)
+    return {"sentences": len(real), "left_out": len(texts) - len(real), "seed": seed,
+            "real_nll": real_nll, "shuffled_nll": shuffled_nll,
+            "real_ppl": _safe_exp(real_nll), "shuffled_ppl": _safe_exp(shuffled_nll),
+            "real_better": float(np.mean(better))}
 
 
 def _loaders(splits: datasets.DatasetDict, train: datasets.Dataset, tokenizer: Tokenizer,
@@ -589,28 +779,90 @@ def save_judges(judges: Judges, run_dir: str | Path) -> Path:
     """Write classifier.pt, lm.pt and then judges.json under run_dir/judges/; returns the folder."""
     folder = judges_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "tokenizer_sha256": judges.tokenizer.sha256,
-        "vocab_size": judges.tokenizer.vocab_size,
-        "special_ids": _special_ids(judges.tokenizer),
-        "settings": judges.settings.to_dict(),
-        "seed": judges.seed,
-        "attributes": judges.attributes,
-    }
-    if judges.classifier is not None:
-        _save(folder / CLASSIFIER_FILE, {"state_dict": _cpu_state(judges.classifier),
-                                          "meta": {**meta, "kind": "classifier"}})
-    else:
-        (folder / CLASSIFIER_FILE).unlink(missing_ok=True)
-    _save(folder / LM_FILE, {"state_dict": _cpu_state(judges.lm), "meta": {**meta, "kind": "lm"}})
-    report = {**judges.report, "files": {
+    (folder / REPORT_FILE).unlink(missing_ok=True)  # no complete set while the files change
+    models = {"classifier": judges.classifier, "lm": judges.lm}
+    for kind, model in models.items():
+        path = folder / _FILES[kind]
+        if model is None:
+            path.unlink(missing_ok=True)
+            continue
+        meta = _judge_meta(kind, tokenizer=judges.tokenizer, settings=judges.settings,
+                           seed=judges.seed, attributes=judges.attributes,
+                           report=judges.report.get(kind) or {},
+                           corpus=judges.report.get("corpus"))
+        _save(path, {"state_dict": _cpu_state(model), "meta": meta})
+    _write_report(judges, folder)
+    return folder
+
+
+def _write_report(judges: Judges, folder: Path) -> None:
+    """judges.json, written last: its presence means that both judge files are complete."""
+    judges.report = {**judges.report, "files": {
         "classifier": CLASSIFIER_FILE if judges.classifier is not None else None,
         "lm": LM_FILE}}
-    judges.report = report
-    write_json_atomic(folder / REPORT_FILE, report)
+    write_json_atomic(folder / REPORT_FILE, judges.report)
     log.info("judges saved to %s", folder)
-    return folder
+
+
+def _judge_meta(kind: str, *, tokenizer: Tokenizer, settings: JudgeSettings, seed: int,
+                attributes: Mapping[str, list[str]], report: Mapping[str, Any],
+                corpus: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The `meta` of a judge file: what it was made from, and its own part of the report (so
+    that a judge file reused without the judges.json of its time still has its scores)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "tokenizer_sha256": tokenizer.sha256,
+        "vocab_size": tokenizer.vocab_size,
+        "special_ids": _special_ids(tokenizer),
+        "settings": settings.to_dict(),
+        "seed": seed,
+        "attributes": dict(attributes),
+        "corpus": dict(corpus) if corpus is not None else None,
+        "report": dict(report),
+    }
+
+
+def _reusable(path: Path, wanted: Mapping[str, Any], tokenizer: Tokenizer,
+              settings: JudgeSettings, device: str | torch.device
+              ) -> tuple[nn.Module, dict[str, Any]] | None:
+    """The judge saved at `path` and its report when it was made as `wanted` (a `_judge_meta`)
+    would make it now; else None (and a log line saying why it is trained again)."""
+    kind = wanted["kind"]
+    if not path.is_file():
+        return None
+    try:
+        state = _read(path, kind, tokenizer)
+        meta = state["meta"]
+        saved = JudgeSettings.from_dict(meta["settings"], str(path))
+    except (CheckpointError, ConfigError, KeyError, TypeError) as error:
+        log.info("judge %s: not reusing %s (%s); training it again", _NAMES[kind], path,
+                 str(error).splitlines()[0])
+        return None
+    differences = [key for key in ("seed", "attributes", "corpus")
+                   if meta.get(key) != wanted[key]]
+    differences += [key for key, value in settings.of(kind).items()
+                    if saved.of(kind)[key] != value]
+    if not meta.get("report"):
+        differences.append("report")
+    if differences:
+        log.info("judge %s: %s was made with another %s; training it again", _NAMES[kind],
+                 path, ", ".join(differences))
+        return None
+    device = _device(device)
+    if kind == "classifier":
+        model: nn.Module = NgramClassifier(
+            vocab_size=tokenizer.vocab_size, num_classes=[len(c) for c in wanted["attributes"]
+                                                          .values()],
+            settings=settings, bos_id=tokenizer.bos_id)
+    else:
+        model = GRULanguageModel(vocab_size=tokenizer.vocab_size, settings=settings,
+                                 pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id)
+    _load_weights(model, state, path)
+    model.to(device).eval()
+    log.info("judge %s: reusing %s, trained earlier with the same tokenizer, seed, corpus and "
+             "settings", _NAMES[kind], path)
+    return model, dict(meta["report"])
 
 
 def load_judges(run_dir: str | Path, tokenizer: Tokenizer | None = None, *,
@@ -632,10 +884,14 @@ def load_judges(run_dir: str | Path, tokenizer: Tokenizer | None = None, *,
     device = _device(device)
     lm_state = _read(folder / LM_FILE, "lm", tokenizer)
     meta = lm_state["meta"]
-    settings = JudgeSettings.from_dict(meta["settings"], str(folder / LM_FILE))
+    lm_settings = JudgeSettings.from_dict(meta["settings"], str(folder / LM_FILE))
+    # The set's settings are those it was asked for (judges.json); a judge reused from an
+    # earlier call was made with the same settings of its own (JudgeSettings.of), not all.
+    settings = (JudgeSettings.from_dict(report["settings"], str(report_path))
+                if isinstance(report.get("settings"), dict) else lm_settings)
     attributes = {str(name): [str(c) for c in classes]
                   for name, classes in meta["attributes"].items()}
-    lm = GRULanguageModel(vocab_size=tokenizer.vocab_size, settings=settings,
+    lm = GRULanguageModel(vocab_size=tokenizer.vocab_size, settings=lm_settings,
                           pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id)
     _load_weights(lm, lm_state, folder / LM_FILE)
     classifier = None
@@ -669,7 +925,8 @@ def ensure_judges(run_dir: str | Path, tokenizer: Tokenizer | None = None, *, se
         if tokenizer is not None and tokenizer != Tokenizer.load(run_dir):
             raise CheckpointError(f"the tokenizer given is not the one of {run_dir}, which the "
                                   "judges would be trained with; use the run folder's tokenizer")
-        log.info("no judges in %s yet: training them", judges_dir(run_dir))
+        log.info("no complete set of judges in %s: training them (a judge file finished "
+                 "earlier is reused where it fits)", judges_dir(run_dir))
         return train_judges(run_dir, seed=seed, settings=settings, device=device,
                             progress=progress)
     judges = load_judges(run_dir, tokenizer, device=device)
@@ -771,3 +1028,25 @@ def _safe_exp(value: float) -> float:
 def _format_accuracy(accuracy: Mapping[str, float | None]) -> str:
     return ", ".join(f"{name} {'n/a' if acc is None else f'{acc:.4f}'}"
                      for name, acc in accuracy.items()) or "n/a"
+
+
+def _limit_text(seconds: float) -> str:
+    return f" or {seconds:g} s" if seconds > 0 else ""
+
+
+def _stop_text(training: Mapping[str, Any], time_limit: float) -> str:
+    """How a judge's training ended, for its last log line."""
+    if training["stopped_by"] == "time_limit":
+        return (f"stopped by the time limit of {time_limit:g} s in epoch "
+                f"{training['epochs_run']}")
+    if training["stopped_by"] == "patience":
+        return f"stopped early after epoch {training['epochs_run']}"
+    return f"{training['epochs_run']} epochs"
+
+
+def _check_text(check: Mapping[str, Any] | None) -> str:
+    if check is None:
+        return ""
+    return (f"; {check['sentences']} test sentences, real order per-token NLL "
+            f"{check['real_nll']:.3f} against {check['shuffled_nll']:.3f} shuffled, real "
+            f"better in {check['real_better']:.1%}")
