@@ -516,3 +516,108 @@ def test_labels_that_are_not_scalars(tmp_path):
         load_corpus(data(path))
     # not an error when that column is not read
     assert load_corpus(data(path, label_columns=["y"])).attributes == {"y": ["p", "q"]}
+
+
+# --------------------------------------------------------------------------- split by counts
+
+
+YELP_SLICE = Path(__file__).resolve().parent / "data" / "yelp_slice"
+
+
+def numbered(n: int) -> datasets.Dataset:
+    return datasets.Dataset.from_dict({TEXT: [f"sentence {i}" for i in range(n)],
+                                       "y": [i % 2 for i in range(n)]})
+
+
+def test_the_yelp_slice_is_a_one_file_per_class_source():
+    corpus = load_corpus(data(YELP_SLICE))  # README.md beside the class files is ignored
+    assert corpus.attributes == {"sentiment": ["0", "1"]}
+    assert corpus.report.read == 400 and corpus.report.dropped == {"duplicate": 1}
+    assert {role: len(ds) for role, ds in corpus.splits.items()} == {
+        "train": 359, "valid": 20, "test": 20}
+
+
+def test_valid_and_test_sizes_carve_exactly_that_many_sentences():
+    from textgan.corpora.splitting import carve
+
+    ds = numbered(1000)
+    parts = carve(ds, 0.05, 0.05, 0, valid_size=37, test_size=11)
+    assert {role: len(part) for role, part in parts.items()} == {
+        "train": 952, "valid": 37, "test": 11}
+    texts = {role: list(part[TEXT]) for role, part in parts.items()}
+    assert sorted(sum(texts.values(), []), key=lambda t: int(t.split()[1])) == list(ds[TEXT])
+    for role, part in texts.items():  # each split keeps the file order
+        assert part == sorted(part, key=lambda t: int(t.split()[1])), role
+    again = carve(ds, 0.05, 0.05, 0, valid_size=37, test_size=11)
+    assert all(list(again[role][TEXT]) == texts[role] for role in texts)
+    other_seed = carve(ds, 0.05, 0.05, 1, valid_size=37, test_size=11)
+    assert list(other_seed["valid"][TEXT]) != texts["valid"]
+
+
+def test_a_size_replaces_only_its_own_fraction_and_only_for_carved_splits():
+    from textgan.corpora.splitting import carve
+
+    ds = numbered(1000)
+    parts = carve(ds, 0.05, 0.02, 0, valid_size=37)
+    assert {role: len(part) for role, part in parts.items()} == {
+        "train": 943, "valid": 37, "test": 20}
+    # the test split came from a file (fraction None): test_size carves nothing
+    parts = carve(ds, 0.05, None, 0, valid_size=37, test_size=11)
+    assert {role: len(part) for role, part in parts.items()} == {"train": 963, "valid": 37}
+
+
+def test_the_fraction_path_is_unchanged_by_the_sizes():
+    import numpy as np
+    from datasets.fingerprint import Hasher
+
+    from textgan.corpora.splitting import assign_roles, carve, carved_size
+
+    for total, valid, test, seed in ((1000, 0.05, 0.05, 0), (41, 0.1, 0.05, 3), (3, 0.01, 0.01, 7)):
+        # the rule before sizes existed: test takes the first picks of the permutation
+        order = np.random.default_rng(seed).permutation(total)
+        expected = np.zeros(total, dtype=np.int8)
+        n_test, n_valid = carved_size(total, test), carved_size(total, valid)
+        expected[order[:n_test]] = 2
+        expected[order[n_test:n_test + n_valid]] = 1
+        assert np.array_equal(assign_roles(total, valid, test, seed), expected)
+    ds = numbered(50)
+    for role, part in carve(ds, 0.1, 0.2, 5).items():  # cached corpora keep their fingerprints
+        assert part._fingerprint == Hasher.hash(["textgan-carve-v1", ds._fingerprint, role, 0.1,
+                                                 0.2, 5])
+
+
+def test_the_sizes_are_part_of_the_fingerprint():
+    from textgan.corpora.splitting import carve
+
+    ds = numbered(100)
+    fingerprints = {carve(ds, 0.05, 0.05, 0, **sizes)["valid"]._fingerprint
+                    for sizes in ({}, {"valid_size": 7}, {"valid_size": 8},
+                                  {"valid_size": 7, "test_size": 3})}
+    assert len(fingerprints) == 4
+    # an unused fraction does not matter once the size is set
+    assert (carve(ds, 0.05, 0.05, 0, valid_size=7)["valid"]._fingerprint
+            == carve(ds, 0.3, 0.05, 0, valid_size=7)["valid"]._fingerprint)
+
+
+def test_sizes_that_leave_no_training_sentences_are_an_error():
+    from textgan.corpora.splitting import carve
+
+    ds = numbered(100)
+    with pytest.raises(CorpusError, match=r"carving 95 valid and 5 test sentences "
+                                          r"\(data.valid_size 95, data.test_size 0\) leaves no "
+                                          r"training sentences: train has 100 after cleaning"):
+        carve(ds, 0.05, 0.05, 0, valid_size=95)
+    with pytest.raises(CorpusError, match="leaves no training sentences"):
+        carve(ds, 0.05, 0.05, 0, valid_size=60, test_size=500)
+    assert len(carve(ds, 0.05, 0.05, 0, valid_size=60, test_size=39)["train"]) == 1
+
+
+def test_sizes_are_checked_config_keys():
+    from textgan.config import load_config
+    from textgan.errors import ConfigError
+
+    cfg = load_config("tiny", None, ["data.valid_size=500", "data.test_size=250"])
+    assert (cfg.data.valid_size, cfg.data.test_size) == (500, 250)
+    assert (DataConfig().valid_size, DataConfig().test_size) == (0, 0)
+    with pytest.raises(ConfigError, match="data.test_size must be >= 0"):
+        load_config("tiny", None, ["data.test_size=-1"])
