@@ -258,3 +258,62 @@ def test_no_progress_hides_the_datasets_libraries_bars_too(tmp_path, capsys):
     finally:
         (datasets.enable_progress_bars if was_enabled else datasets.disable_progress_bars)()
     assert "tokenising" not in capsys.readouterr().err
+
+
+def record_validation_sentences(monkeypatch) -> list[list[tuple[int, ...]]]:
+    """The sentences (token rows, EOS included) of every validation run, one list per run."""
+    runs: list[list[tuple[int, ...]]] = []
+    original = pretrain.create_vae_evaluator
+
+    def create(*args, **kwargs):
+        evaluator = original(*args, **kwargs)
+
+        @evaluator.on(Events.STARTED)
+        def _new_run(engine):
+            runs.append([])
+
+        @evaluator.on(Events.ITERATION_COMPLETED)
+        def _record(engine):
+            batch = engine.state.batch
+            runs[-1] += [tuple(row[:n]) for row, n in zip(batch.tokens.tolist(),
+                                                          batch.lengths.tolist())]
+
+        return evaluator
+
+    monkeypatch.setattr(pretrain, "create_vae_evaluator", create)
+    return runs
+
+
+def test_valid_sample_validates_on_the_same_sentences_and_leaves_training_alone(
+        tmp_path, monkeypatch, caplog):
+    import re
+
+    from textgan.config import load_config
+
+    # off by default: the presets validate on their whole split, as before the setting existed
+    assert load_config("tiny").data.valid_sample == load_config("default").data.valid_sample == 0
+    caplog.set_level(logging.INFO, logger="textgan.stage")
+    runs = record_validation_sentences(monkeypatch)
+    whole = run(tmp_path / "whole")
+    sampled = run(tmp_path / "sampled", "--data.valid_sample=20")
+    assert len(runs) == 4 and len(runs[0]) == 60 and runs[1] == runs[0]  # the tiny valid split
+    # a sample of the split, the same sentences in the same order every epoch ...
+    assert len(runs[2]) == 20 and set(runs[2]) < set(runs[0]) and runs[3] == runs[2]
+    # ... and after a resume
+    run(tmp_path / "sampled", "--data.valid_sample=20", "--pretrain.epochs=3")
+    assert len(runs) == 5 and runs[4] == runs[2]
+    # the epoch's line says how long training and validation took, and on how many sentences
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    pattern = r"epoch {}: train [\d.,]+ s, validation [\d.,]+ s \({} sentences\): nll "
+    expected = [(1, 60), (2, 60), (1, 20), (2, 20), (3, 20)]
+    assert len(lines) == len(expected)
+    for line, (epoch, count) in zip(lines, expected):
+        assert re.match(pattern.format(epoch, count), line), line
+    assert "fixed sample of 20 of the 60 validation sentences" in caplog.text
+    # validating on fewer sentences changes the numbers, never what training draws
+    assert sampled["metrics"]["elbo"] != whole["metrics"]["elbo"]
+    reference, _ = model_state(tmp_path / "whole")
+    weights = read_checkpoint(tmp_path / "sampled" / "pretrain"
+                              / f"pretrain_checkpoint_{whole['iteration']}.pt")["model"]
+    for name, tensor in reference.items():
+        assert torch.equal(weights[name], tensor), name

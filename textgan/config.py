@@ -109,6 +109,10 @@ class DataConfig:
     bucket_batches: int = setting(
         50, "length bucketing: sort this many batches' worth of sentences by length, cut them "
             "into batches, shuffle the batches (1 = no bucketing)", ge=1)
+    valid_sample: int = setting(
+        0, "validate each epoch on a fixed sample of this many validation sentences, drawn with "
+           "split_seed: the same ones every epoch and on resume (0 = the whole valid split)",
+        ge=0, runtime=True)
 
     def check(self) -> None:
         if self.max_words and self.max_words < self.min_words:

@@ -65,6 +65,7 @@ from textgan.stage import (
     save_unless_nan,
     seed_processes,
     summary,
+    validation_loader,
     write_hparams,
 )
 from textgan.validation import create_vae_evaluator
@@ -147,7 +148,8 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
     if ema:
         ema.attach(trainer)
     attach_nan_stop(trainer)
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda: evaluator.run(data.valid_loader))
+    valid_loader = validation_loader(data, cfg)  # the whole split, or data.valid_sample of it
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda: evaluator.run(valid_loader))
     evaluator.add_event_handler(Events.COMPLETED, best)
     if cfg.pretrain.patience:
         evaluator.add_event_handler(Events.COMPLETED, early_stopping)

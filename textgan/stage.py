@@ -1,8 +1,8 @@
 """What every training stage does around its engine: flags, resume, finish, summary.
 
 The stages (`pretrain`, `train`) differ in their networks and steps; how they find, check and
-restore a checkpoint, decide that they are finished, save at the end and report is the same,
-and lives here.
+restore a checkpoint, decide that they are finished, what they validate on, save at the end and
+report is the same, and lives here.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from typing import Any
 
 import datasets
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 from ignite.utils import manual_seed
 from torch import nn
+from torch.utils.data import DataLoader
 
 from textgan import parallel
 
@@ -34,6 +35,7 @@ from textgan.checkpoint import (
 )
 from textgan.cli import resolve_run_config
 from textgan.config import Config, config_to_dict, save_config
+from textgan.data import fixed_sample, make_loader
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +126,54 @@ def is_finished(stage: str, trainer: Engine, epochs: int) -> bool:
     return False
 
 
-def log_validation(evaluator: Engine, trainer: Engine) -> None:
-    metrics = evaluator.state.metrics
+def validation_loader(data: Any, cfg: Config) -> DataLoader:
+    """What both stages validate on every epoch: `data.valid_loader` (a `PreparedData`'s: the
+    whole valid split), or, with data.valid_sample, a loader over a fixed sample of it.
+
+    The sample is drawn with data.split_seed (`textgan.data.fixed_sample`), not with the run's
+    seed: every epoch, every resume, every process and every seed of a sweep validates on the
+    same sentences, so their metrics compare. Batched as the full split is (corpus order, no
+    shuffle: the evaluators' seeded noise must meet the same batches every time).
+    """
+    split, size = data.splits["valid"], cfg.data.valid_sample
+    if not size or size >= len(split):
+        return data.valid_loader
+    full = data.valid_loader
+    sampler = full.batch_sampler
+    loader = make_loader(fixed_sample(split, size, cfg.data.split_seed), data.tokenizer,
+                         data.attribute_names, batch_size=sampler.batch_size,
+                         bucket_batches=sampler.bucket_batches, shuffle=False, seed=cfg.seed,
+                         pin_memory=full.pin_memory)
+    loader.batch_sampler.shard(sampler.rank, sampler.world_size)
+    log.info("validating on a fixed sample of %d of the %d validation sentences "
+             "(data.valid_sample)", size, len(split))
+    return loader
+
+
+def log_validation(evaluator: Engine, trainer: Engine, *earlier: Engine) -> None:
+    """The epoch's line: how long training and validation took, and the validation metrics.
+
+    Attach it to the COMPLETED event of the stage's last evaluator; `earlier` are the
+    evaluators that ran before it on the same sentences (their time and metrics count too).
+    Training time is ignite's own measure of the epoch's loop (`state.times`, set before the
+    epoch-end handlers run; after a mid-epoch resume, the part this run did); validation time
+    is the evaluators' runs, without their end handlers (checkpoints, TensorBoard text).
+    """
+    evaluators = (*earlier, evaluator)
+    metrics = {name: value for engine in evaluators for name, value in engine.state.metrics.items()}
     shown = ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()
                       if isinstance(value, (int, float)))
-    log.info("epoch %d validation: %s", trainer.state.epoch, shown)
+    train_s = trainer.state.times.get(Events.EPOCH_COMPLETED.name) or 0.0
+    valid_s = sum(engine.state.times.get(Events.COMPLETED.name) or 0.0 for engine in evaluators)
+    dataset = getattr(evaluator.state.dataloader, "dataset", None)
+    counted = f" ({len(dataset):,} sentences)" if dataset is not None else ""
+    log.info("epoch %d: train %s, validation %s%s: %s", trainer.state.epoch, _seconds(train_s),
+             _seconds(valid_s), counted, shown)
+
+
+def _seconds(value: float) -> str:
+    # whole seconds read best in a log line; a tiny run's sub-second epochs still show
+    return f"{value:,.0f} s" if value >= 10 else f"{value:.1f} s"
 
 
 def save_unless_nan(trainer: Engine, checkpointer: Any) -> None:

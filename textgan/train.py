@@ -73,6 +73,7 @@ from textgan.stage import (
     save_unless_nan,
     seed_processes,
     summary,
+    validation_loader,
     write_hparams,
 )
 from textgan.style_validation import create_style_evaluator, style_metric_names
@@ -187,14 +188,17 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
     attach_nan_stop(trainer, "d_loss")
     attach_nan_stop(trainer, "g_loss")
 
+    valid_loader = validation_loader(data, cfg)  # the whole split, or data.valid_sample of it
+
     @trainer.on(Events.EPOCH_COMPLETED)
     def _validate(engine: Engine) -> None:
-        vae_evaluator.run(data.valid_loader)
-        style_evaluator.run(data.valid_loader)
+        vae_evaluator.run(valid_loader)
+        style_evaluator.run(valid_loader)
         validation.clear()
         validation.update({**vae_evaluator.state.metrics, **style_evaluator.state.metrics})
 
-    style_evaluator.add_event_handler(Events.COMPLETED, log_validation, trainer)
+    # one line for both: the VAE evaluator has run just before on the same sentences
+    style_evaluator.add_event_handler(Events.COMPLETED, log_validation, trainer, vae_evaluator)
     if cfg.train.patience:
         # after _validate (registered first) has collected both evaluators' metrics; before the
         # epoch-end checkpoint, which then holds the updated counter
