@@ -326,56 +326,32 @@ def test_sampler_rejects_bad_arguments():
 
 # --------------------------------------------------------------------------- <unk> share
 
-# Review-like sentences written for this test (lowercased and tokenised as the Yelp corpus is):
-# real text has a long tail of words, so a small word vocabulary leaves many of them <unk>.
-REVIEWS = [
-    "the food was cold and the waiter never came back .",
-    "best tacos in town , we come here every friday !",
-    "the staff was friendly but the room smelled of smoke .",
-    "i ordered the salmon and it was dry and overcooked .",
-    "great prices , huge portions and a cozy little patio .",
-    "we waited forty minutes for a table on a tuesday night .",
-    "the manager apologized and gave us a free dessert .",
-    "parking is a nightmare but the pizza is worth it .",
-    "my nails looked amazing for two whole weeks .",
-    "they charged me twice and refused to fix it .",
-    "fresh bagels , strong coffee and quick service .",
-    "the carpet was stained and the shower barely worked .",
-    "our server recommended the lamb and it was perfect .",
-    "the music was so loud we could not hear each other .",
-    "i will never bring my car to this shop again .",
-    "delicious soup , crispy fries and a generous burger .",
-    "the receptionist was rude on the phone and in person .",
-    "clean rooms , comfortable beds and a great breakfast buffet .",
-    "the sushi tasted old and the rice was mushy .",
-    "prices went up but the quality went down .",
-    "the dentist explained everything and it did not hurt .",
-    "our flowers arrived wilted and late for the wedding .",
-    "the bartender made us a fantastic mango margarita .",
-    "they lost my reservation and had no tables left .",
-]
+# Real review text (tests/data/yelp_slice: 400 sentences of the Yelp corpus, its README says
+# whence): its long tail of words leaves many of them <unk> under a small word vocabulary.
+YELP_SLICE = Path(__file__).resolve().parent / "data" / "yelp_slice"
 
 
-def review_corpus() -> Corpus:
-    n = len(REVIEWS)
-    split = datasets.Dataset.from_dict({"text": REVIEWS, "sentiment": [i % 2 for i in range(n)]})
-    return Corpus(datasets.DatasetDict(train=split, valid=split.select(range(4))),
-                  {"sentiment": ["negative", "positive"]})
+@pytest.fixture(scope="module")
+def reviews() -> Corpus:
+    from textgan.config import DataConfig
+    from textgan.corpora import load_corpus
+
+    return load_corpus(DataConfig(source=str(YELP_SLICE)))
 
 
 def unk_records(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records if "<unk>" in r.getMessage()]
 
 
-def test_a_small_word_vocabulary_on_real_text_warns_with_the_share_and_the_fixes(caplog):
-    corpus = review_corpus()
-    words = train_tokenizer(REVIEWS, TokenizerConfig(model_type="word", vocab_size=40,
-                                                     hard_vocab_limit=False))
+def test_a_400_word_vocabulary_on_real_text_warns_with_the_share_and_the_fixes(reviews, caplog):
+    # the default preset's tokenizer, which a user who only changes data.source keeps
+    words = train_tokenizer(reviews.splits["train"]["text"],
+                            TokenizerConfig(model_type="word", vocab_size=400))
     with caplog.at_level(logging.INFO, logger="textgan.data"):
-        result, _ = tokenize_corpus(corpus, words, max_tokens=24)
+        result, _ = tokenize_corpus(reviews, words, max_tokens=64)
     ids = [i for row in result["train"]["ids"] for i in row[:-1]]  # EOS left out
     share = ids.count(words.unk_id) / len(ids)
-    assert share > 0.2
+    assert share > 0.05
     (record,) = unk_records(caplog)  # the training split only
     assert record.levelno == logging.WARNING
     message = record.getMessage()
@@ -385,11 +361,11 @@ def test_a_small_word_vocabulary_on_real_text_warns_with_the_share_and_the_fixes
         assert fix in message
 
 
-def test_subword_pieces_on_the_same_text_log_the_share_at_info(caplog):
-    pieces = train_tokenizer(REVIEWS, TokenizerConfig(model_type="unigram", vocab_size=120,
-                                                      hard_vocab_limit=False))
+def test_subword_pieces_on_the_same_text_log_the_share_at_info(reviews, caplog):
+    pieces = train_tokenizer(reviews.splits["train"]["text"],
+                             TokenizerConfig(model_type="unigram", vocab_size=400))
     with caplog.at_level(logging.INFO, logger="textgan.data"):
-        tokenize_corpus(review_corpus(), pieces, max_tokens=48)
+        tokenize_corpus(reviews, pieces, max_tokens=64)
     (record,) = unk_records(caplog)
     assert record.levelno == logging.INFO
     assert "tokenised train: 0.00% of the tokens are <unk>" in record.getMessage()
