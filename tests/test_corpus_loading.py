@@ -621,3 +621,9 @@ def test_sizes_are_checked_config_keys():
     assert (DataConfig().valid_size, DataConfig().test_size) == (0, 0)
     with pytest.raises(ConfigError, match="data.test_size must be >= 0"):
         load_config("tiny", None, ["data.test_size=-1"])
+
+
+def test_load_corpus_carves_the_configured_sizes_from_a_train_only_folder():
+    corpus = load_corpus(data(YELP_SLICE, valid_size=50, test_size=30))
+    assert {role: len(ds) for role, ds in corpus.splits.items()} == {
+        "train": 319, "valid": 50, "test": 30}

@@ -61,7 +61,8 @@ def load_corpus(cfg: DataConfig) -> Corpus:
     if missing:
         carved = carve(encoded.pop("train"),
                        cfg.valid_fraction if "valid" in missing else None,
-                       cfg.test_fraction if "test" in missing else None, cfg.split_seed)
+                       cfg.test_fraction if "test" in missing else None, cfg.split_seed,
+                       valid_size=cfg.valid_size, test_size=cfg.test_size)
         encoded.update(carved)
         logger.info("%s: carved %s from train (seed %d)", raw.name,
                     ", ".join(f"{role} {len(carved[role])}" for role in missing), cfg.split_seed)
