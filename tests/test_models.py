@@ -350,7 +350,7 @@ def test_decode_stops_each_row_at_its_first_eos():
     ])
     seen_inputs: list[torch.Tensor] = []
 
-    def scripted_step(input_emb, hidden, zc):
+    def scripted_step(input_emb, hidden, zc, memory=None):
         t = len(seen_inputs)
         seen_inputs.append(input_emb)
         logits = torch.full((4, VOCAB), -1e4)

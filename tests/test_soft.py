@@ -243,7 +243,7 @@ def test_each_step_reads_the_expected_embedding_of_the_previous_soft_word():
     step_logits: list[torch.Tensor] = []
     real_step = generator.step
 
-    def recording_step(input_emb, hidden, zc):
+    def recording_step(input_emb, hidden, zc, memory=None):
         seen.append(input_emb)
         step = real_step(input_emb, hidden, zc)
         step_logits.append(step.logits)
@@ -268,7 +268,7 @@ def rig(generator: Generator, table: torch.Tensor) -> None:
     """
     steps = {"t": 0}
 
-    def rigged_step(input_emb, hidden, zc):
+    def rigged_step(input_emb, hidden, zc, memory=None):
         logits = table[steps["t"]].log()  # (B, V), -inf where the table is 0
         steps["t"] += 1
         logits[:, [PAD, BOS]] = 50.0

@@ -36,6 +36,7 @@ from textgan.config import (
     STAGE_SECTIONS,
     Config,
     config_differences,
+    config_from_dict,
     config_to_dict,
     runtime_keys,
 )
@@ -248,7 +249,10 @@ def check_compatible(state: Mapping[str, Any], path: Path, *, config: Config | N
             f"{path} was trained with another tokenizer (sha256 {meta['tokenizer_sha256'][:12]}"
             f"... vs {tokenizer_sha256[:12]}... here); use the run folder it came from")
     if config is not None:
-        differences = config_differences(meta["config"], config_to_dict(config),
+        # through config_from_dict: a key added after the checkpoint was written takes its
+        # default, which is what the code that wrote it did (new settings default to off)
+        saved = config_to_dict(config_from_dict(meta["config"], origin=str(path)))
+        differences = config_differences(saved, config_to_dict(config),
                                          ignore=runtime_keys(),
                                          sections=STAGE_SECTIONS.get(meta["stage"]))
         if differences:

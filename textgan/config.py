@@ -164,6 +164,17 @@ class ModelConfig:
     share_embedding: bool = setting(
         True, "encoder and generator use one word embedding table (soft sentences from the "
               "generator are then read by the encoder in the space the generator writes in)")
+    attention: bool = setting(
+        False, "the generator attends to the source sentence's encoder states when it has one "
+               "(reconstruction, style transfer), so it can keep the source's words; samples "
+               "from the prior have none and are written from [z; c] alone")
+    memory_dropout: float = setting(
+        0.5, "attention: share of training sentences decoded without their source, so the "
+             "generator also learns to write from [z; c] alone (prior samples)", ge=0.0, le=1.0)
+    tie_output: bool = setting(
+        False, "output layer = a projection to embedding_dim times the word embedding table "
+               "(Press & Wolf 2017): fewer parameters and, at vocabularies of thousands, about "
+               "half the cost of the largest matrix product per token")
 
 
 @dataclass
@@ -257,6 +268,15 @@ class TrainConfig:
     lambda_c: float = setting(0.1, "weight of G's attribute loss -log q_D(c|G(z,c))", ge=0.0)
     lambda_z: float = setting(0.1, "weight of G's independence loss -log q_E(z|G(z,c))", ge=0.0)
     lambda_u: float = setting(0.1, "weight of D's loss on generated sentences", ge=0.0)
+    lambda_t: float = setting(
+        0.0, "weight of G's transfer loss -log q_D(c'|G(z_x, c', x)): real sentences x "
+             "rewritten (z_x = posterior mean, attending to x with model.attention) with every "
+             "attribute changed (c'), as style transfer does at test time (texar's simplified "
+             "ctrl-gen; 0 = off, Hu et al. have none)", ge=0.0)
+    soft_batch_size: int = setting(
+        0, "sentences of each batch that the soft (differentiable) generated sentences are "
+           "made for (0 = all): the soft loop costs a full-vocabulary product per step and "
+           "sentence, the largest share of a round at vocabularies of thousands", ge=0)
     entropy_weight: float = setting(
         0.1, "beta: weight of D's minimum-entropy term on generated sentences (0 = off; it "
              "assumes exactly one true class per attribute)", ge=0.0)

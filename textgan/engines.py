@@ -32,12 +32,17 @@ from textgan.losses import (
 from textgan.models import (
     Encoder,
     Generator,
+    Memory,
+    Posterior,
+    drop_memory,
+    encode_source,
     apply_word_dropout,
     fill_missing,
     one_hot_code,
     position_weights,
     reparameterize,
     sample_code,
+    select_memory,
     soft_generate,
 )
 from textgan.models.modes import eval_mode, frozen
@@ -65,6 +70,18 @@ def style_labels(batch: Batch, num_classes: Sequence[int], source: str) -> torch
     return sample_code(batch.tokens.shape[0], num_classes, device=batch.tokens.device)
 
 
+def training_source(encoder: Encoder, generator: Generator, batch: Batch
+                    ) -> tuple[Posterior, Memory | None]:
+    """q(z|x) of a training batch and, for a generator with attention, its memory with
+    `model.memory_dropout` of the rows forgotten (drawn from the global stream, so a resumed
+    run draws the same rows)."""
+    posterior, memory = encode_source(encoder, generator, batch.tokens, batch.lengths,
+                                      batch.host_lengths)
+    if memory is not None:
+        memory = drop_memory(memory, generator.memory_dropout)
+    return posterior, memory
+
+
 def create_pretrain_trainer(encoder: Encoder, generator: Generator,
                             optimizer: torch.optim.Optimizer, *, cfg: PretrainConfig,
                             num_classes: Sequence[int], unk_id: int, pad_id: int, bos_id: int,
@@ -81,13 +98,13 @@ def create_pretrain_trainer(encoder: Encoder, generator: Generator,
         batch = batch.to(device, non_blocking=True)
 
         with mixed_precision(device, cfg.precision):
-            posterior = encoder(batch.tokens, batch.host_lengths)
+            posterior, memory = training_source(encoder, generator, batch)
             z = reparameterize(posterior)  # (B, Z), noise drawn per sentence
             c = one_hot_code(style_labels(batch, num_classes, cfg.code_source), num_classes)
             inputs = apply_word_dropout(generator.teacher_inputs(batch.tokens),
                                         getattr(engine.state, WORD_DROPOUT),
                                         unk_id=unk_id, pad_id=pad_id, bos_id=bos_id)
-            logits = generator(inputs, z, c)  # (B, T, V)
+            logits = generator(inputs, z, c, memory)  # (B, T, V)
 
             rec = reconstruction_loss(logits, batch.tokens, batch.lengths)
             kl = free_bits_kl(gaussian_kl(posterior.mean, posterior.logvar), cfg.free_bits)
@@ -147,8 +164,8 @@ def _unique_parameters(*modules: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 # Keys of the adversarial step's output (floats); warm-up iterations fill only the D part.
 TRAIN_OUTPUTS = ("d_loss", "d_real", "d_fake", "d_entropy", "d_acc_real", "d_acc_fake",
-                 "g_loss", "rec", "kl", "attr_c", "attr_z", "d_grad_norm", "g_grad_norm",
-                 "e_grad_norm")
+                 "g_loss", "rec", "kl", "attr_c", "attr_z", "attr_t", "d_grad_norm",
+                 "g_grad_norm", "e_grad_norm")
 
 
 class AdversarialSteps:
@@ -232,6 +249,7 @@ class AdversarialSteps:
         encoder, generator, disc = self.encoder, self.generator, self.discriminator
         encoder.train()
         generator.train()
+        zero = torch.zeros((), device=self.device)
 
         with mixed_precision(self.device, cfg.precision):
             # L_VAE on the real sentences, c from the label where known, else from D
@@ -240,17 +258,21 @@ class AdversarialSteps:
                                          disc(batch.tokens, batch.lengths)], dim=1) \
                     if self.num_classes else batch.labels
             labels = torch.where(batch.label_mask, batch.labels, predicted)
-            posterior = encoder(batch.tokens, batch.host_lengths)
+            # the whole memory is the transfer loss's; the VAE loss forgets some rows of it
+            posterior, source = encode_source(encoder, generator, batch.tokens, batch.lengths,
+                                              batch.host_lengths)
+            memory = None if source is None else drop_memory(source, generator.memory_dropout)
             z = reparameterize(posterior)
             inputs = apply_word_dropout(generator.teacher_inputs(batch.tokens), cfg.word_dropout,
                                         unk_id=self.unk_id, pad_id=self.pad_id, bos_id=self.bos_id)
-            logits = generator(inputs, z, one_hot_code(labels, self.num_classes))
+            logits = generator(inputs, z, one_hot_code(labels, self.num_classes), memory)
             rec = reconstruction_loss(logits, batch.tokens, batch.lengths)
             kl = free_bits_kl(gaussian_kl(posterior.mean, posterior.logvar), cfg.free_bits)
             vae_loss = rec.per_sentence + cfg.kl_weight * kl.loss_value
 
+            soft_rows = soft_batch_rows(batch.tokens.shape[0], cfg.soft_batch_size)
             # the soft sentence G_tau(z, c) from the prior, read by a frozen D and a frozen E
-            z_prior, c_labels = self.prior(batch.tokens.shape[0])
+            z_prior, c_labels = self.prior(soft_rows)
             soft = soft_generate(generator, z_prior, one_hot_code(c_labels, self.num_classes),
                                  max_len=self.max_len, tau=tau, kind=cfg.relaxation, hard=hard,
                                  compiled=cfg.compile_soft_step)
@@ -266,7 +288,11 @@ class AdversarialSteps:
                 embedded = encoder.embed_soft(soft.probs) * weights.unsqueeze(-1)
                 generated = encoder.encode_embeddings(embedded, soft.lengths)
                 attr_z = independence_loss(generated.mean, generated.logvar, z_prior)
-            loss = vae_loss + cfg.lambda_c * attr_c + cfg.lambda_z * attr_z
+            attr_t = zero
+            if cfg.lambda_t > 0:
+                attr_t = self.transfer_loss(posterior, source, labels, soft_rows, tau, hard)
+            loss = vae_loss + cfg.lambda_c * attr_c + cfg.lambda_z * attr_z \
+                + cfg.lambda_t * attr_t
 
         for name in ("g", "e"):
             self.optimizers[name].zero_grad(set_to_none=True)
@@ -277,10 +303,44 @@ class AdversarialSteps:
                  for name in ("g", "e")]
         for name in ("g", "e"):
             self.optimizers[name].step()
-        return dict(zip(("g_loss", "rec", "kl", "attr_c", "attr_z", "g_grad_norm",
+        return dict(zip(("g_loss", "rec", "kl", "attr_c", "attr_z", "attr_t", "g_grad_norm",
                          "e_grad_norm"),
                         (loss.detach(), rec.per_sentence.detach(), kl.raw.detach(),
-                         attr_c.detach(), attr_z.detach(), *norms)))
+                         attr_c.detach(), attr_z.detach(), attr_t.detach(), *norms)))
+
+    def transfer_loss(self, posterior: Posterior, memory: Memory | None, labels: torch.Tensor,
+                      rows: int, tau: float, hard: bool) -> torch.Tensor:
+        """-log q_D(c' | G_tau(z_x, c', x)) of the first `rows` real sentences rewritten with
+        every attribute changed, as `textgan.sampling.transfer` rewrites them (z_x = the
+        posterior mean, the source as memory); D frozen, so it trains G (and E through z_x and
+        the memory)."""
+        targets = other_labels(labels[:rows], self.num_classes)
+        soft = soft_generate(self.generator, posterior.mean[:rows],
+                             one_hot_code(targets, self.num_classes), max_len=self.max_len,
+                             tau=tau, kind=self.cfg.relaxation, hard=hard,
+                             memory=select_memory(memory, slice(0, rows)))
+        weights = position_weights(soft, self.cfg.soft_mask)
+        with frozen(self.discriminator), eval_mode(self.discriminator):
+            return attribute_loss(self.discriminator.forward_soft(soft.probs, weights),
+                                  targets).total
+
+
+def soft_batch_rows(batch_size: int, soft_batch_size: int) -> int:
+    """How many sentences the soft generated sentences are made for (train.soft_batch_size)."""
+    return batch_size if soft_batch_size == 0 else min(batch_size, soft_batch_size)
+
+
+def other_labels(labels: torch.Tensor, num_classes: Sequence[int]) -> torch.Tensor:
+    """(B, A) class indices with every attribute moved to another class, uniformly among the
+    others (the flip for two classes; an attribute with one class stays)."""
+    columns = []
+    for index, n in enumerate(num_classes):
+        if n < 2:
+            columns.append(labels[:, index])
+            continue
+        shift = torch.randint(1, n, labels[:, index].shape, device=labels.device)
+        columns.append((labels[:, index] + shift) % n)
+    return torch.stack(columns, dim=1) if columns else labels
 
 
 def read_outputs(values: dict[str, torch.Tensor], sentences: int,

@@ -54,6 +54,7 @@ from textgan.losses import reconstruction_loss
 from textgan.metrics import (ELBO, ActiveUnits, CorpusBLEU, EOSRate, KLPerDim, MutualInformation,
                              ReconstructionNLL, TokenAccuracy, perplexity_of, total_kl_of)
 from textgan.models import Encoder, Generator, code_dim, fill_missing, one_hot_code, sample_code
+from textgan.models.attention import encode_source
 from textgan.models.encoder import reparameterize
 from textgan.models.modes import eval_mode
 
@@ -118,7 +119,11 @@ def create_vae_evaluator(encoder: Encoder, generator: Generator, *, tokenizer: T
     def _step(engine: Engine, batch: Any) -> dict[str, Any]:
         batch = batch.to(device)
         with torch.no_grad(), eval_mode(encoder, generator):
-            posterior = encoder(batch.tokens, batch.host_lengths)  # (B, Z) each
+            # the source's memory, for a generator with attention: the greedy reconstruction
+            # reads it, as transfer does; the teacher-forced metrics and the ELBO do not, so
+            # that they stay those of the VAE p(x | z, c) that samples from the prior
+            posterior, memory = encode_source(encoder, generator, batch.tokens, batch.lengths,
+                                              batch.host_lengths)  # (B, Z) each
             rng = noise["generator"]
             # Draw order is fixed (c, then z) and independent of which labels are known
             # (fill_missing draws the prior for every entry), so a batch always gets the same
@@ -134,7 +139,8 @@ def create_vae_evaluator(encoder: Encoder, generator: Generator, *, tokenizer: T
             logits = generator(inputs, posterior.mean, c)  # (B, T, V)
             sampled_nll = reconstruction_loss(generator(inputs, z, c), batch.tokens,
                                               batch.lengths).nll_sum  # (B,)
-            decoded = generator.decode(posterior.mean, c, max_len=max_len, strategy="greedy")
+            decoded = generator.decode(posterior.mean, c, max_len=max_len, strategy="greedy",
+                                       memory=memory)
         hypotheses = tokenizer.decode(decoded.tokens.cpu())
         references = tokenizer.decode(batch.tokens.cpu())
         room = num_examples - len(engine.state.examples)

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from textgan.config import ModelConfig
 
@@ -101,15 +101,26 @@ class Encoder(nn.Module):
         """tokens (B, T) right-padded, lengths (B,) real tokens incl. EOS -> q(z|x)."""
         return self.encode_embeddings(self.embed(tokens), lengths)
 
+    def encode_with_states(self, tokens: Tensor, lengths: Tensor) -> tuple[Posterior, Tensor]:
+        """q(z|x) and the top layer's state at every position (B, T, D*H), zero after each
+        row's end: the memory a generator with attention reads (`textgan.models.attention`)."""
+        return self._encode(self.embed(tokens), lengths, with_states=True)
+
     def encode_embeddings(self, embedded: Tensor, lengths: Tensor | None) -> Posterior:
         """Embeddings (B, T, E) -> q(z|x), reading row b up to lengths[b] only.
 
         lengths=None reads all T positions of every row (soft sentences whose positions are
         weighted rather than cut).
         """
+        return self._encode(embedded, lengths, with_states=False)[0]
+
+    def _encode(self, embedded: Tensor, lengths: Tensor | None, *, with_states: bool
+                ) -> tuple[Posterior, Tensor | None]:
         embedded = self.dropout(embedded)  # (B, T, E)
+        states = None
         if lengths is None:
-            _, h_n = self.gru(embedded)  # h_n: (L*D, B, H)
+            outputs, h_n = self.gru(embedded)  # h_n: (L*D, B, H)
+            states = outputs if with_states else None
         else:
             # pack_padded_sequence wants the lengths on the CPU as int64, whatever the device of
             # the data. Lengths already there (Batch.host_lengths) cost nothing; lengths on a GPU
@@ -124,7 +135,11 @@ class Encoder(nn.Module):
             packed = pack_padded_sequence(embedded, cpu_lengths, batch_first=True,
                                           enforce_sorted=False)
             # nn.GRU restores the batch order of h_n for packed input with enforce_sorted=False.
-            _, h_n = self.gru(packed)  # (L*D, B, H)
+            outputs, h_n = self.gru(packed)  # (L*D, B, H)
+            if with_states:
+                # zero after each row's end; unpacking also restores the batch order
+                states, _ = pad_packed_sequence(outputs, batch_first=True,
+                                                total_length=embedded.shape[1])  # (B, T, D*H)
         batch = h_n.shape[1]
         top = h_n.reshape(self.num_layers, self.num_directions, batch, -1)[-1]  # (D, B, H)
         summary = top.transpose(0, 1).reshape(batch, -1)  # (B, D*H)
@@ -132,4 +147,4 @@ class Encoder(nn.Module):
         # by exp(logvar), which magnifies bf16's rounding of the mean.
         with torch.autocast(summary.device.type, enabled=False):
             mean, logvar = self.to_posterior(summary.float()).chunk(2, dim=-1)  # (B, Z) each
-        return Posterior(mean=mean, logvar=logvar)
+        return Posterior(mean=mean, logvar=logvar), states

@@ -9,6 +9,11 @@
 Conditioning: [z; c] sets the initial hidden state of every layer (one linear layer, tanh) and is
 concatenated to the input of every step, so the code cannot fade out of a long sentence.
 
+With `model.attention` every step also attends to the source sentence's encoder states when
+there is one (`memory`; textgan.models.attention): reconstruction and style transfer pass it,
+sampling from the prior passes None. With `model.tie_output` the output layer is a projection to
+the embedding size followed by the word embedding table, transposed.
+
 Teacher forcing runs nn.GRU over the whole padded sequence (one fused cuDNN call on a GPU); the
 loss masks what comes after EOS, so there is nothing to gain from packing here. Free running calls
 the SAME nn.GRU on one-step sequences (`step`), so both paths compute the same function.
@@ -27,10 +32,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from textgan import checks
 from textgan.config import ModelConfig
+from textgan.models.attention import Attention, Memory
 from textgan.models.categorical import sample_categorical
 from textgan.models.encoder import check_embedding, gru_dropout, make_embedding
 
@@ -173,7 +180,16 @@ class Generator(nn.Module):
         self.gru = nn.GRU(cfg.embedding_dim + cond_dim, cfg.hidden_dim,
                           num_layers=cfg.generator_layers, batch_first=True,
                           dropout=gru_dropout(cfg.dropout, cfg.generator_layers))
-        self.output = nn.Linear(cfg.hidden_dim, vocab_size)
+        # the encoder's state size: what a memory of the source holds per position
+        memory_dim = cfg.hidden_dim * (2 if cfg.encoder_bidirectional else 1)
+        self.attention = Attention(cfg.hidden_dim, memory_dim) if cfg.attention else None
+        self.memory_dropout = cfg.memory_dropout  # read by the training steps
+        self.tied = cfg.tie_output
+        if self.tied:
+            self.to_embedding = nn.Linear(cfg.hidden_dim, cfg.embedding_dim)
+            self.output_bias = nn.Parameter(torch.zeros(vocab_size))
+        else:
+            self.output = nn.Linear(cfg.hidden_dim, vocab_size)
         # kept on the module's device, so forbidding them never copies from the host (a copy to a
         # GPU waits for it); non-persistent: derived from the ids, not part of a checkpoint
         self.register_buffer("special_ids", torch.tensor(
@@ -189,9 +205,21 @@ class Generator(nn.Module):
         """Distributions over the vocabulary (..., V) -> expected embeddings (..., E)."""
         return probs @ self.embedding.weight
 
-    def project(self, outputs: Tensor) -> Tensor:
-        """GRU outputs (..., H) -> logits (..., V)."""
+    def project(self, outputs: Tensor, memory: Memory | None = None) -> Tensor:
+        """GRU outputs (B, T, H) -> logits (B, T, V), attending to `memory` if the generator
+        has attention (None: no source, a zero context)."""
+        if self.attention is not None:
+            outputs = self.attention(outputs, memory)  # (B, T, H)
+        if self.tied:
+            return F.linear(self.to_embedding(outputs), self.embedding.weight, self.output_bias)
         return self.output(outputs)
+
+    def memory(self, states: Tensor, mask: Tensor) -> Memory:
+        """The source's encoder states (B, S, M) and mask (B, S) as this generator attends to
+        them (their keys computed once for every step)."""
+        if self.attention is None:
+            raise ValueError("this generator has no attention (model.attention = false)")
+        return self.attention.memory(states, mask)
 
     def forbid_special(self, logits: Tensor) -> Tensor:
         """Logits (..., V) with PAD and BOS at -inf: neither is ever a word to produce.
@@ -227,19 +255,22 @@ class Generator(nn.Module):
         flat = torch.tanh(self.init_hidden(zc))  # (B, L*H)
         return flat.view(zc.shape[0], self.num_layers, self.hidden_dim).transpose(0, 1).contiguous()
 
-    def step(self, input_emb: Tensor, hidden: Tensor, zc: Tensor) -> Step:
+    def step(self, input_emb: Tensor, hidden: Tensor, zc: Tensor,
+             memory: Memory | None = None) -> Step:
         """One decoder step: input embedding (B, E), hidden (L, B, H), [z; c] (B, Z+C)."""
         x = torch.cat([self.dropout(input_emb), zc], dim=-1).unsqueeze(1)  # (B, 1, E+Z+C)
         out, hidden = self.gru(x, hidden)  # (B, 1, H), (L, B, H)
-        return Step(logits=self.project(out.squeeze(1)), hidden=hidden)
+        return Step(logits=self.project(out, memory).squeeze(1), hidden=hidden)
 
     # ---------------------------------------------------------------- teacher forcing
 
-    def forward(self, inputs: Tensor, z: Tensor, c: Tensor) -> Tensor:
+    def forward(self, inputs: Tensor, z: Tensor, c: Tensor, memory: Memory | None = None
+                ) -> Tensor:
         """Teacher forcing: inputs (B, T) (BOS + tokens[:, :-1]) -> logits (B, T, V)."""
-        return self.forward_embeddings(self.embed(inputs), z, c)
+        return self.forward_embeddings(self.embed(inputs), z, c, memory)
 
-    def forward_embeddings(self, embedded: Tensor, z: Tensor, c: Tensor) -> Tensor:
+    def forward_embeddings(self, embedded: Tensor, z: Tensor, c: Tensor,
+                           memory: Memory | None = None) -> Tensor:
         """Teacher forcing from input embeddings (B, T, E) -> logits (B, T, V)."""
         zc = self.conditioning(z, c)  # (B, Z+C)
         hidden = self.initial_state(z, c)  # (L, B, H)
@@ -247,7 +278,7 @@ class Generator(nn.Module):
         x = torch.cat([self.dropout(embedded), zc.unsqueeze(1).expand(-1, steps, -1)],
                       dim=-1)  # (B, T, E+Z+C)
         out, _ = self.gru(x, hidden)  # (B, T, H)
-        return self.project(out)  # (B, T, V)
+        return self.project(out, memory)  # (B, T, V)
 
     # ---------------------------------------------------------------- free running
 
@@ -255,7 +286,7 @@ class Generator(nn.Module):
     def decode(self, z: Tensor, c: Tensor, *, max_len: int, strategy: str = "greedy",
                temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                generator: torch.Generator | None = None,
-               exit_check_every: int | None = None) -> Decoded:
+               exit_check_every: int | None = None, memory: Memory | None = None) -> Decoded:
         """Hard decoding of every row in parallel, each stopped at its first EOS.
 
         One Python loop over time steps; a finished row keeps running through the GRU (cheaper
@@ -265,7 +296,8 @@ class Generator(nn.Module):
         hold up to k - 1 all-padding columns after the longest sentence (the tokens, lengths and
         ended flags are the same whatever k). Each check reads a flag from the device, which on
         a GPU waits for it; None checks every step on a CPU, where a read is free, and every
-        GPU_EXIT_CHECK_EVERY steps where it waits (`textgan.checks.reading_waits`). Dropout
+        GPU_EXIT_CHECK_EVERY steps where it waits (`textgan.checks.reading_waits`). `memory`
+        is the source to attend to (reconstruction, transfer; rows as z's), None for none. Dropout
         applies if the module is in training mode: call `.eval()` for test-time decoding. No gradients: the result is discrete (soft generation
         is the differentiable path).
         """
@@ -285,7 +317,7 @@ class Generator(nn.Module):
         ended = torch.zeros(batch, dtype=torch.bool, device=zc.device)  # (B,)
         steps = max_len
         for t in range(max_len):
-            logits, hidden = self.step(self.embed(inputs), hidden, zc)  # (B, V)
+            logits, hidden = self.step(self.embed(inputs), hidden, zc, memory)  # (B, V)
             chosen = choose_next(self.forbid_special(logits), strategy=strategy,
                                  temperature=temperature, top_k=top_k, top_p=top_p,
                                  generator=generator)  # (B,)

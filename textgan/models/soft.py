@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from textgan.losses import length_mask
+from textgan.models.attention import Memory
 from textgan.models.generator import Generator
 from textgan.models.relaxation import check_relaxation, relax, relaxation_noise
 from textgan.models.soft_step import cell_weights, compiled_soft_step, dropout_masks, run_compiled
@@ -83,7 +84,7 @@ def position_weights(sentence: SoftSentence, mask: str) -> Tensor:
 
 def soft_generate(generator: Generator, z: Tensor, c: Tensor, *, max_len: int, tau: float,
                   kind: str, hard: bool = False, noise: torch.Generator | None = None,
-                  compiled: bool = False) -> SoftSentence:
+                  compiled: bool = False, memory: Memory | None = None) -> SoftSentence:
     """Run the generator freely for `max_len` steps on its own relaxed outputs, all rows at once.
 
     z (B, Z), c (B, C). `kind` and `hard` go to `relax` (hard is ignored by "reinmax", whose
@@ -91,7 +92,8 @@ def soft_generate(generator: Generator, z: Tensor, c: Tensor, *, max_len: int, t
     nothing) and must live on z's device. Dropout applies if the generator is in training mode,
     as in teacher forcing. `compiled` runs each step as one `torch.compile`d function
     (`soft_step`): the same values to rounding and the same relaxation draws, fewer kernels;
-    the first calls compile (seconds to a minute).
+    the first calls compile (seconds to a minute). `memory`: the source sentence a generator
+    with attention reads (style transfer), None for none (samples from the prior).
     """
     if max_len < 1:
         raise ValueError(f"max_len must be at least 1, got {max_len}")
@@ -100,12 +102,15 @@ def soft_generate(generator: Generator, z: Tensor, c: Tensor, *, max_len: int, t
     hidden = generator.initial_state(z, c)  # (L, B, H)
     input_emb = generator.embed(generator.start_tokens(zc.shape[0], device=zc.device))  # (B, E)
     if compiled:
+        if generator.attention is not None or generator.tied:
+            raise ValueError("the compiled soft step supports neither model.attention nor "
+                             "model.tie_output; set train.compile_soft_step = false")
         probs = _compiled_steps(generator, input_emb, hidden, zc, max_len=max_len, tau=tau,
                                 kind=kind, hard=hard, noise=noise)
     else:
         probs = []
         for _ in range(max_len):
-            logits, hidden = generator.step(input_emb, hidden, zc)  # (B, V), (L, B, H)
+            logits, hidden = generator.step(input_emb, hidden, zc, memory)  # (B, V)
             y = relax(generator.forbid_special(logits), tau, kind, hard=hard,
                       generator=noise)  # (B, V) fp32
             probs.append(y)
