@@ -462,6 +462,54 @@ def test_reconstruct_refuses_too_long_or_empty_sentences(loaded):
         reconstruct(loaded, "the soup .")
 
 
+def test_reconstruct_keeps_the_style_d_reads_in_each_sentence(trained, loaded_d):
+    rows = trained["rows"]
+    texts = [row["text"] for row in rows]
+    readings = d_reading(loaded_d, texts)
+    # D learnt the labels: what it reads is mostly the sentence's own style
+    assert sum(r == {a: row[a] for a in ATTRIBUTES} for r, row in zip(readings, rows)) >= 12
+    plain = reconstruct(loaded_d, texts)
+    # each sentence decoded with its own reading, not with a prior draw (so no seed changes it)
+    assert plain == [reconstruct(loaded_d, [text], style=reading)[0]
+                     for text, reading in zip(texts, readings)]
+    assert reconstruct(loaded_d, texts, seed=5) == plain
+    # which matters: this model follows c, so the opposite styles decode otherwise
+    flipped = [{a: ATTRIBUTES[a][1 - ATTRIBUTES[a].index(value)] for a, value in r.items()}
+               for r in readings]
+    assert plain != [reconstruct(loaded_d, [text], style=style)[0]
+                     for text, style in zip(texts, flipped)]
+    # a style overrides what it names, the rest is still read: transfer's decoding exactly
+    assert reconstruct(loaded_d, texts, style="sentiment=negative") == \
+        [t.text for t in transfer(loaded_d, texts, "sentiment=negative")]
+    for index in (0, 1):  # a D that reads one class everywhere decides every c
+        model = rigged(loaded_d, index)
+        assert reconstruct(model, texts) == reconstruct(
+            model, texts, style={a: classes[index] for a, classes in ATTRIBUTES.items()})
+
+
+def test_reconstruct_without_discriminator_draws_from_the_prior_and_says_so(trained, loaded,
+                                                                            caplog):
+    texts = [row["text"] for row in trained["rows"]]
+    with caplog.at_level(logging.WARNING, logger="textgan.sampling"):
+        reconstruct(loaded, texts, style="tense=past")
+    (warning,) = [r for r in caplog.records if "no discriminator" in r.getMessage()]
+    assert "sentiment is drawn from the prior" in warning.getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="textgan.sampling"):
+        reconstruct(loaded, texts[:2], style="tense=past,sentiment=negative")
+    assert not [r for r in caplog.records if "no discriminator" in r.getMessage()]
+
+
+def test_cli_reconstruction_keeps_the_source_style(trained, trained_d, loaded_d, capsys):
+    texts = [row["text"] for row in trained["rows"][:4]]
+    result = sample_cli.main(["--run-dir", str(trained_d["run"]), "--reconstruct", texts[0],
+                              "--reconstruct", texts[1], "--reconstruct", texts[2],
+                              "--reconstruct", texts[3], "--seed", "3"])
+    assert [r["output"] for r in result["reconstructions"]] == reconstruct(loaded_d, texts)
+    assert capsys.readouterr().out.splitlines() == [
+        f"{r['input']} -> {r['output']}" for r in result["reconstructions"]]
+
+
 # --------------------------------------------------------------------------- transfer
 
 

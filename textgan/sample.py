@@ -19,8 +19,11 @@ pretraining one (else the best); --checkpoint picks a file. Every sentence is pr
 for each sentence, and without --style, --n sentences are drawn for every style combination
 (with the same z's, so the groups differ by the style code alone). With --reconstruct the given
 sentences are encoded (posterior mean) and decoded greedily instead, printed as
-"input -> reconstruction"; --style then sets c for the decoding (a pretrain-stage model was not
-trained to follow c, so it changes little there).
+"input -> reconstruction", each in its own style: the attributes --style names take that class,
+the others keep the class the discriminator of an adversarial (train stage) checkpoint reads in
+the sentence, as --transfer does. A pretrain checkpoint has no discriminator, so they are drawn
+from the prior there (with a warning; such a model was not trained to follow c, so its
+reconstructions change little with it).
 
 --transfer (repeatable) and --transfer-file (one sentence per line, blank lines skipped) rewrite
 sentences in the --style they must come with, printed as "source -> transfer  [target style]":
@@ -68,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--style", default=None,
                         help="class per attribute, e.g. sentiment=positive,tense=past (a class "
                              "index such as sentiment=1 works too); omitted attributes are drawn "
-                             "from the prior; without --style, every combination")
+                             "from the prior (--reconstruct, --transfer: kept from the source "
+                             "where a discriminator reads it); without --style, every "
+                             "combination")
     parser.add_argument("--n", type=int, default=5,
                         help="sentences to sample (per style combination without --style)")
     parser.add_argument("--temperature", type=float, default=1.0,
@@ -88,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-ema", action="store_true",
                         help="use the raw weights even if the checkpoint holds EMA weights")
     parser.add_argument("--reconstruct", metavar="TEXT", action="append", default=None,
-                        help="reconstruct this sentence instead of sampling (repeatable)")
+                        help="reconstruct this sentence instead of sampling (repeatable), in its "
+                             "own style as the discriminator reads it (a pretrain checkpoint "
+                             "has none: the prior); --style overrides the attributes it names")
     parser.add_argument("--transfer", metavar="TEXT", action="append", default=None,
                         help="rewrite this sentence in --style (repeatable)")
     parser.add_argument("--transfer-file", metavar="FILE", default=None,

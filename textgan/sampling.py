@@ -15,12 +15,14 @@ Which checkpoint a run folder gives (`find_checkpoint`): the adversarial stage's
 (`train/train_checkpoint_<it>.pt`), else the pretraining stage's best by validation ELBO, else its
 newest. The EMA weights are used when the checkpoint has them (`use_ema=False` for the raw ones).
 A train-stage checkpoint also holds the discriminator D (`LoadedModel.discriminator`, None for a
-pretrain one), which `transfer` and `interpolate` use to read the style of the given sentences.
+pretrain one), which `reconstruct`, `transfer` and `interpolate` use to read the style of the
+given sentences.
 
 Styles: "sentiment=positive,tense=past" names a class per attribute (`parse_style`); an
-attribute left out is drawn from the uniform prior for each sentence. A class may also be given
-by its index ("sentiment=1") when no class name of that attribute is itself a number (then the
-number is read as the name), and a name matches case-insensitively when that is unambiguous.
+attribute left out is drawn from the uniform prior for each sentence (reconstruction, transfer
+and interpolation read it from the source instead where they can: below). A class may also be
+given by its index ("sentiment=1") when no class name of that attribute is itself a number (then
+the number is read as the name), and a name matches case-insensitively when that is unambiguous.
 
 Randomness: every draw comes from a `torch.Generator` seeded with `seed` on the model's device,
 in this order -- z ~ N(0, I), the prior class of every attribute for every sentence (drawn even
@@ -35,18 +37,22 @@ eval mode for the call and restores their previous modes, so a training handler 
 live modules (see `LoadedModel`).
 
 Reconstruction (`reconstruct`) encodes with the posterior mean and decodes with c from `style`
-where given, else from the prior. A pretrain-stage model was trained with c from the prior (or
-from the label, `pretrain.code_source`) and with nothing making the generator listen to c, so
-its reconstructions mostly ignore c; the adversarial stage is what makes c control the style.
+where given, else with the source's own style as D reads it (a prior draw would flip the
+sentiment of half the "reconstructions" of a model that follows c). Without D (a pretrain-stage
+model) the source style cannot be read: the unnamed attributes are drawn from the prior, with
+one warning per call. A pretrain-stage model was trained with c from the prior (or from the
+label, `pretrain.code_source`) and with nothing making the generator listen to c, so its
+reconstructions mostly ignore c; the adversarial stage is what makes c control the style.
 
 Style transfer (`transfer`) is a reconstruction whose c changes only what was asked for: the
 attributes the style names take the requested class, every other attribute keeps the class D
-reads in the source sentence (so "make it negative" does not also flip the tense at random).
-Without D (a pretrain-stage model) the source style cannot be read: the unnamed attributes are
-drawn from the prior, as `reconstruct` does, with one warning per call. Interpolation
-(`interpolate`) decodes z_t = (1 - t) mu_a + t mu_b for t evenly spaced in [0, 1], all with ONE c
-(the style where given, else D's reading of `a`, else one prior draw), so only z moves along the
-path and its endpoints are the reconstructions of a and b under that c.
+reads in the source sentence (so "make it negative" does not also flip the tense at random),
+as in `reconstruct`; `reconstruct(model, sentences, style=s)` with D decodes exactly
+`transfer(model, sentences, s)`. Without D the unnamed attributes are drawn from the prior, with
+one warning per call. Interpolation (`interpolate`) decodes z_t = (1 - t) mu_a + t mu_b for t
+evenly spaced in [0, 1], all with ONE c (the style where given, else D's reading of `a`, else one
+prior draw), so only z moves along the path and its endpoints are the reconstructions of a and b
+under that c.
 """
 
 from __future__ import annotations
@@ -418,10 +424,12 @@ def reconstruct(model: LoadedModel, sentences: Sequence[str], *, style: StyleSpe
                 truncate: bool = False) -> list[str]:
     """Encode each sentence (posterior mean) and decode it again, in one batch.
 
-    c comes from `style` where given and from the prior (seeded) elsewhere; a pretrain-stage
-    model mostly ignores c (module docstring). A sentence longer than data.max_tokens (EOS
-    included) -- longer than anything the model was trained on -- is refused, or cut to that
-    length with truncate=True.
+    c keeps the sentence's own style: the attributes `style` names take that class, every other
+    one the class the discriminator reads in the sentence, as `transfer` does. A model without
+    D (pretrain stage) cannot read it: those attributes are drawn from the prior (seeded), with
+    one warning per call; such a model mostly ignores c anyway (module docstring). A sentence
+    longer than data.max_tokens (EOS included) -- longer than anything the model was trained
+    on -- is refused, or cut to that length with truncate=True.
     """
     sentences = _sentence_list(sentences, "reconstruct")
     if not sentences:
@@ -429,14 +437,22 @@ def reconstruct(model: LoadedModel, sentences: Sequence[str], *, style: StyleSpe
     fixed = resolve_style(style, model.attributes)
     max_len = _check_decoding(model, max_len=max_len, strategy=strategy,
                               temperature=temperature, top_k=top_k, top_p=top_p)
-    _, _, z = _encode(model, sentences, truncate=truncate)  # (N, Z)
+    tokens, lengths, z = _encode(model, sentences, truncate=truncate)  # z: (N, Z)
     if model.stage == PRETRAIN_STAGE and fixed:
         log.info("a pretrain-stage model was not trained to follow c; the style given changes "
                  "its reconstructions little")
     generator = _seeded(model, seed)
-    labels, mask = _style_rows([fixed], model.attributes, model.device)
     n = len(sentences)
-    decoded = _generate(model, z, labels.expand(n, -1), mask.expand(n, -1), generator,
+    labels, mask = _style_rows([fixed], model.attributes, model.device)  # (1, A) each
+    labels, mask = labels.expand(n, -1), mask.expand(n, -1)  # (N, A)
+    read = _read_styles(model, tokens, lengths)  # (N, A) or None
+    if read is None:
+        _warn_no_discriminator(model, fixed)
+    else:
+        # every attribute fixed (given, else as read), so the prior draws _generate still makes
+        # are all overridden
+        labels, mask = torch.where(mask, labels, read), torch.ones_like(mask)
+    decoded = _generate(model, z, labels, mask, generator,
                         max_len=max_len, strategy=strategy, temperature=temperature,
                         top_k=top_k, top_p=top_p)
     return [sentence.text for sentence in decoded]
