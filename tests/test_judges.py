@@ -1,10 +1,14 @@
-"""The evaluation judges: held-out accuracy of the n-gram classifier, the LM's perplexity, the
-judges/ folder (round trip, tokenizer refusal, ensure), missing labels, determinism."""
+"""The evaluation judges: held-out accuracy of the n-gram classifier, the LM's perplexity and its
+real-vs-shuffled check, the judges/ folder (round trip, tokenizer refusal, ensure, a judge saved
+before the next trains and reused), bounded training, missing labels, determinism."""
 
 from __future__ import annotations
 
 import json
+import logging
 import random
+import shutil
+import types
 
 import numpy as np
 import pytest
@@ -22,6 +26,7 @@ from textgan.evaluation.judges import (
     ensure_judges,
     fit_judges,
     load_judges,
+    order_check,
     save_judges,
     train_judges,
 )
@@ -68,7 +73,7 @@ def trained(tmp_path_factory, one_thread):
         splits, _ = tokenize_corpus(corpus, tokenizer, cfg.data.max_tokens)
         judges = train_judges(run, seed=0, progress=False)
     test = corpus.splits["test"]
-    return {"run": run, "judges": judges, "tokenizer": tokenizer, "splits": splits,
+    return {"run": run, "root": root, "judges": judges, "tokenizer": tokenizer, "splits": splits,
             "attributes": corpus.attributes, "texts": list(test["text"]),
             "labels": {name: np.asarray(test[name]) for name in corpus.attributes}}
 
@@ -254,3 +259,175 @@ def test_an_unlabelled_corpus_gets_only_the_lm(trained, tmp_path):
     assert loaded.classifier is None and loaded.attributes == {}
     assert np.array_equal(loaded.sentence_nll(trained["texts"]).nll,
                           judges.sentence_nll(trained["texts"]).nll)
+
+
+# --------------------------------------------------------------------------- the LM's check
+
+
+def test_the_lm_check_is_in_judges_json_and_matches_the_scores(trained):
+    judges: Judges = trained["judges"]
+    check = json.loads((trained["run"] / "judges" / "judges.json").read_text())["lm"]["check"]
+    assert check == judges.report["lm"]["check"]
+    # 150 test sentences, fewer than the 1,000 asked for: every one, none of one repeated word
+    assert check["sentences"] == 150 and check["left_out"] == 0 and check["seed"] == 0
+    assert check["real_better"] > 0.95
+    assert check["shuffled_nll"] > check["real_nll"] + 1.0
+    # the real side is the corpus-level per-token NLL of the test sentences
+    assert check["real_nll"] == pytest.approx(np.log(judges.perplexity(trained["texts"])),
+                                              rel=1e-6)
+    assert check["real_ppl"] == pytest.approx(np.exp(check["real_nll"]))
+
+
+def test_the_lm_check_samples_and_shuffles_with_its_seed(trained):
+    judges: Judges = trained["judges"]
+    texts = trained["texts"] + ["good good good", "fine"]  # nothing to shuffle: left out
+    first = order_check(judges, texts, sentences=40, seed=1)
+    assert first == order_check(judges, texts, sentences=40, seed=1)
+    assert first != order_check(judges, texts, sentences=40, seed=2)
+    assert first["sentences"] + first["left_out"] == 40
+    every = order_check(judges, texts, sentences=1000, seed=1)
+    assert every["sentences"] == 150 and every["left_out"] == 2
+    assert order_check(judges, ["fine", "so so"], seed=0) is None
+
+
+# --------------------------------------------------------------------------- bounded training
+
+
+def test_the_epoch_bound_stops_both_judges(trained):
+    settings = JudgeSettings(classifier_epochs=2, lm_epochs=2, lm_patience=5)
+    judges = fit_judges(trained["splits"], trained["tokenizer"], trained["attributes"], seed=0,
+                        settings=settings, progress=False)
+    for section in (judges.report["classifier"], judges.report["lm"]):
+        assert section["epochs_run"] == 2 and section["stopped_by"] == "epochs"
+        assert section["last_epoch_done"] == 1.0 and section["epoch"] in (1, 2)
+        assert section["seconds"] > 0
+
+
+def test_a_tiny_time_limit_stops_each_judge_in_its_first_epoch(trained):
+    settings = JudgeSettings(classifier_time_limit=1e-6, lm_time_limit=1e-6,
+                             lm_max_sentences=500)
+    judges = fit_judges(trained["splits"], trained["tokenizer"], trained["attributes"], seed=0,
+                        settings=settings, progress=False)
+    classifier, lm = judges.report["classifier"], judges.report["lm"]
+    for section in (classifier, lm):
+        # one batch, then the part trained is validated and kept: a judge, however weak
+        assert section["stopped_by"] == "time_limit" and section["epochs_run"] == 1
+        assert 0 < section["last_epoch_done"] < 1 and section["epoch"] == 1
+    assert lm["train_sentences"] == 500 and lm["train_available"] == 2700
+    assert np.isfinite(lm["test_ppl"]) and lm["check"]["sentences"] == 150
+    assert all(0 <= acc <= 1 for acc in classifier["test_accuracy"].values())
+
+
+def test_the_time_limit_keeps_the_best_epoch_so_far(monkeypatch):
+    """Validation scores 1, 3, 2: the time runs out in epoch 3, the weights of epoch 2 stay."""
+    clock = {"now": 0.0}
+    monkeypatch.setattr(judges_module, "time", types.SimpleNamespace(
+        monotonic=lambda: clock["now"], perf_counter=lambda: clock["now"]))
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+
+    def step(batch):
+        with torch.no_grad():
+            model.weight += 1.0  # after epoch e (4 batches): 4 * e
+        clock["now"] += 10.0
+
+    scores = {1: 1.0, 2: 3.0, 3: 2.0}
+    loader = [torch.zeros(1)] * 4
+    training = judges_module._train_epochs(
+        "toy", model, loader, step, lambda epoch: ((scores[epoch],), f"score {scores[epoch]}"),
+        epochs=5, patience=None, time_limit=95.0, device=torch.device("cpu"), progress=False)
+    # 40 s an epoch: the limit of 95 s falls in epoch 3, after its second batch
+    assert training["stopped_by"] == "time_limit" and training["epochs_run"] == 3
+    assert training["last_epoch_done"] == 0.5 and training["epoch"] == 2
+    assert model.weight.item() == 8.0
+
+
+def test_each_epoch_logs_a_line_without_progress_bars(trained, caplog, capsys):
+    with caplog.at_level(logging.INFO, logger="textgan"):
+        fit_judges(trained["splits"], trained["tokenizer"], trained["attributes"], seed=0,
+                   settings=QUICK, progress=False)
+    lines = [r.getMessage() for r in caplog.records]
+    for epoch in (1, 2, 3):
+        assert any(line.startswith(f"judge classifier epoch {epoch}/3: ") and " s, valid accuracy"
+                   " sentiment " in line for line in lines), lines
+    assert any(line.startswith("judge LM epoch 1/1: ") and " s, valid perplexity " in line
+               for line in lines), lines
+    assert any(line.startswith("judge LM: epoch 1 kept (1 epochs)") and "real better in" in line
+               for line in lines), lines
+    assert "judge LM epoch" not in capsys.readouterr().err  # no bar
+
+
+# --------------------------------------------------------------------------- saved one by one
+
+
+def _bare_run(trained, folder):
+    """A copy of the trained run folder without its judges: config and tokenizer."""
+    folder.mkdir()
+    for path in trained["run"].iterdir():
+        if path.is_file():
+            shutil.copy(path, folder / path.name)
+    return folder
+
+
+def test_a_judge_is_saved_before_the_next_trains_and_reused(trained, tmp_path, monkeypatch):
+    import textgan.corpora.synthetic as synthetic
+
+    monkeypatch.setattr(synthetic, "default_root", lambda: trained["root"] / "corpora")
+    run = _bare_run(trained, tmp_path / "run")
+    folder = run / "judges"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while the LM trains
+
+    monkeypatch.setattr(judges_module, "_fit_lm", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_judges(run, seed=0, settings=QUICK, progress=False)
+    assert {p.name for p in folder.iterdir()} == {"classifier.pt"}  # no .tmp, no judges.json
+    saved = torch.load(folder / "classifier.pt", map_location="cpu", weights_only=True)
+    assert saved["meta"]["report"]["test_accuracy"]["sentiment"] >= 0.9
+    with pytest.raises(CheckpointError, match="no judges"):
+        load_judges(run)
+
+    def retrained(*args, **kwargs):
+        raise AssertionError("the finished classifier was trained again")
+
+    monkeypatch.undo()
+    monkeypatch.setattr(synthetic, "default_root", lambda: trained["root"] / "corpora")
+    monkeypatch.setattr(judges_module, "_fit_classifier", retrained)
+    # another LM setting: the classifier's own settings are the same, so it is reused
+    settings = JudgeSettings(**{**QUICK.to_dict(), "lm_hidden_dim": 32})
+    judges = ensure_judges(run, seed=0, settings=settings, progress=False)
+    assert judges.report["reused"] == ["classifier"]
+    assert judges.report["classifier"] == saved["meta"]["report"]
+    for name, value in saved["state_dict"].items():
+        assert torch.equal(judges.classifier.state_dict()[name], value), name
+    assert {p.name for p in folder.iterdir()} == {"classifier.pt", "lm.pt", "judges.json"}
+    loaded = load_judges(run)
+    assert loaded.settings == settings and loaded.report["reused"] == ["classifier"]
+    texts = trained["texts"]
+    for a, b in zip(loaded.classify(texts), judges.classify(texts)):
+        assert np.array_equal(a, b)
+
+    # a classifier setting changed, or no reuse asked for: trained again
+    (folder / "judges.json").unlink()
+    with pytest.raises(AssertionError, match="trained again"):
+        train_judges(run, seed=0, settings=JudgeSettings(**{**settings.to_dict(),
+                                                           "classifier_epochs": 2}),
+                     progress=False)
+    assert not (folder / "judges.json").exists()  # the old set is no complete set any more
+    with pytest.raises(AssertionError, match="trained again"):
+        train_judges(run, seed=1, settings=settings, progress=False)
+    with pytest.raises(AssertionError, match="trained again"):
+        train_judges(run, seed=0, settings=settings, progress=False, reuse=False)
+
+
+def test_judge_settings_split_by_judge():
+    settings = JudgeSettings()
+    classifier, lm = settings.of("classifier"), settings.of("lm")
+    assert "classifier_time_limit" in classifier and "bigram_buckets" in classifier
+    assert "lm_max_sentences" in lm and "lm_time_limit" in lm
+    assert not set(classifier) & {"lm_epochs", "lm_check_sentences"}
+    assert not set(lm) & {"classifier_epochs", "bigram_buckets"}
+    assert set(classifier) | set(lm) == set(settings.to_dict())
+    with pytest.raises(ConfigError, match="lm_time_limit must be >= 0"):
+        JudgeSettings(lm_time_limit=-1.0)

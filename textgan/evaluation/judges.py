@@ -71,7 +71,7 @@ from tqdm.auto import tqdm
 
 from textgan.config import read_config
 from textgan.corpora import MISSING_LABEL, load_corpus
-from textgan.data import make_loader, tokenize_corpus
+from textgan.data import fixed_sample, make_loader, tokenize_corpus
 from textgan.errors import CheckpointError, ConfigError
 from textgan.evaluation.jsonfile import write_json_atomic
 from textgan.losses import reconstruction_loss
@@ -557,13 +557,7 @@ def _fit_classifier(splits: datasets.DatasetDict, tokenizer: Tokenizer,
 def _fit_lm(splits: datasets.DatasetDict, tokenizer: Tokenizer, *, seed: int,
             settings: JudgeSettings, device: torch.device, progress: bool
             ) -> tuple[GRULanguageModel, dict[str, Any]]:
-    train = splits["train"]
-    if settings.lm_max_sentences and len(train) > settings.lm_max_sentences:
-        # sorted: the same rows in file order, so the sample is one arrow selection, and the
-        # seeded sampler of the loader shuffles them anyway
-        chosen = np.sort(np.random.default_rng(seed).choice(
-            len(train), size=settings.lm_max_sentences, replace=False))
-        train = train.select(chosen)
+    train = fixed_sample(splits["train"], settings.lm_max_sentences, seed)
     loaders = _loaders(splits, train, tokenizer, [], settings, seed)
     log.info("judge LM: training on %d of %d sentences, at most %d epochs%s", len(train),
              len(splits["train"]), settings.lm_epochs, _limit_text(settings.lm_time_limit))
@@ -612,9 +606,9 @@ def _train_epochs(name: str, model: nn.Module, loader: Any, step: Callable[[Any]
     """Train for at most `epochs` epochs, `time_limit` seconds (0: none) and, with `patience`,
     until that many epochs bring no better validation score; load the best epoch's weights.
 
-    `validate(epoch)` gives (score, higher is better; a line for the log). Each epoch gets a bar (hidden
-    without `progress`) and a log line, which `--no-progress` keeps: a judge that trains for
-    minutes must not look hung. Returns the training's part of the judge's report.
+    `validate(epoch)` gives (score, higher is better; a line for the log). Each epoch gets a bar
+    (hidden without `progress`) and a log line, which `--no-progress` keeps: a judge that trains
+    for minutes must not look hung. Returns the training's part of the judge's report.
     """
     started = time.monotonic()
     deadline = started + time_limit if time_limit > 0 else math.inf
