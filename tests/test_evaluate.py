@@ -1,9 +1,13 @@
-"""python -m textgan.evaluate on a tiny trained run; IW-NLL by hand; bad input."""
+"""python -m textgan.evaluate on a tiny trained run; the judges' flags, log lines and a stopped
+run's classifier kept; IW-NLL by hand; bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import math
+import shutil
 import subprocess
 import sys
 
@@ -71,13 +75,22 @@ def test_the_report_holds_every_metric_of_the_issue(evaluated):
     assert len(vae["kl_per_dim"]) == load_config("tiny").model.z_dim
     assert {"kl", "mi", "active_units"} <= set(vae)
     assert [p["temperature"] for p in report["curve"]] == [0.7, 1.0]
-    assert report["judges"]["classifier_test_accuracy"]
+    judges = report["judges"]
+    assert judges["classifier_test_accuracy"]
+    assert judges["lm_check"]["real_better"] > 0.9
+    assert judges["lm_check"]["shuffled_nll"] > judges["lm_check"]["real_nll"]
+    assert judges["lm_training"]["stopped_by"] in ("epochs", "patience")
     settings = report["settings"]
     assert settings["n"] == 40 and settings["seed"] == 0 and settings["stage"] == "train"
     # what was written: JSON equal to the report, the readable table, the plot, TensorBoard
     assert json.loads((run / "report.json").read_text())["diversity"]["bleu_4"] == div["bleu_4"]
     markdown = (run / "report.md").read_text()
     assert "| self_bleu_4 |" in markdown and "Quality-diversity curve" in markdown
+    assert "| classifier test accuracy sentiment |" in markdown
+    check = judges["lm_check"]
+    assert (f"| LM per-token NLL, the same {check['sentences']} with their words shuffled | "
+            f"{check['shuffled_nll']:.4g} |") in markdown
+    assert "| LM share of sentences scored better in the real order |" in markdown
     assert (run / "quality_diversity.png").read_bytes()[:4] == b"\x89PNG"
     assert list((run / "tb" / "evaluate").glob("events.out.tfevents.*"))
     assert "generation/judge/acc_sentiment" in flat_scalars(report)
@@ -141,6 +154,83 @@ def test_train_judges_refuses_to_overwrite_without_asking(evaluated):
     run, _ = evaluated
     with pytest.raises(CheckpointError, match="--retrain-judges"):
         evaluate.main(["train-judges", "--run-dir", str(run), "--no-progress"])
+
+
+# --------------------------------------------------------------------------- the judges' flags
+
+
+def _bare_copy(run, folder):
+    """The run folder's config and tokenizer, without judges or checkpoints."""
+    folder.mkdir()
+    for name in ("config.toml", "tokenizer.model", "tokenizer.sha256"):
+        shutil.copy(run / name, folder / name)
+    return folder
+
+
+def test_the_judge_flags_default_to_the_judge_settings():
+    from textgan.evaluation.judges import JudgeSettings
+
+    args = evaluate.build_parser().parse_args(["--run-dir", "x"])
+    assert evaluate.judge_settings(args) == JudgeSettings()
+    args = evaluate.build_parser().parse_args(["--run-dir", "x", "--judge-epochs", "2",
+                                               "--judge-time", "0", "--judge-lm-sentences", "0"])
+    assert evaluate.judge_settings(args) == dataclasses.replace(
+        JudgeSettings(), classifier_epochs=2, lm_epochs=2, classifier_time_limit=0.0,
+        lm_time_limit=0.0, lm_max_sentences=0)
+
+
+def test_a_stopped_train_judges_keeps_the_classifier_and_logs_each_epoch(
+        evaluated, tmp_path, monkeypatch, caplog, capsys):
+    import textgan.corpora.synthetic as synthetic
+    import textgan.evaluation.judges as judges_module
+
+    run, _ = evaluated
+    monkeypatch.setattr(synthetic, "default_root", lambda: run.parent / "corpora")
+    copy = _bare_copy(run, tmp_path / "run")
+    flags = ["train-judges", "--run-dir", str(copy), "--no-progress", "--judge-epochs", "2",
+             "--judge-time", "60", "--judge-lm-sentences", "300"]
+    fit_lm = judges_module._fit_lm
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(judges_module, "_fit_lm", interrupted)
+    with caplog.at_level(logging.INFO, logger="textgan"), pytest.raises(KeyboardInterrupt):
+        evaluate.main(flags)
+    assert sorted(p.name for p in (copy / "judges").iterdir()) == ["classifier.pt"]
+    lines = [record.getMessage() for record in caplog.records]
+    for epoch in (1, 2):  # shown under --no-progress, with the seconds and the accuracy
+        assert any(line.startswith(f"judge classifier epoch {epoch}/2: ")
+                   and " s, valid accuracy sentiment " in line for line in lines), lines
+    assert "judge classifier epoch" not in capsys.readouterr().err  # the bars are hidden
+
+    def retrained(*args, **kwargs):
+        raise AssertionError("the finished classifier was trained again")
+
+    monkeypatch.setattr(judges_module, "_fit_lm", fit_lm)
+    monkeypatch.setattr(judges_module, "_fit_classifier", retrained)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="textgan"):
+        report = evaluate.main(flags)  # no --retrain-judges needed: there was no complete set
+    assert report["reused"] == ["classifier"]
+    assert report["settings"]["classifier_epochs"] == 2
+    assert report["settings"]["lm_time_limit"] == 60.0
+    assert report["lm"]["train_sentences"] == 300 and report["lm"]["epochs_run"] <= 2
+    lines = [record.getMessage() for record in caplog.records]
+    assert any(line.startswith("judge classifier: reusing ") for line in lines), lines
+    assert any(line.startswith("judge LM epoch 1/2: ") and " s, valid perplexity " in line
+               for line in lines), lines
+    printed = capsys.readouterr().out
+    assert "judge classifier, test accuracy sentiment: " in printed
+    assert "against their words shuffled" in printed
+    with pytest.raises(CheckpointError, match="--retrain-judges"):
+        evaluate.main(flags)
+
+
+def test_existing_judges_of_other_settings_are_refused(evaluated):
+    run, _ = evaluated
+    with pytest.raises(CheckpointError, match="classifier_epochs: 6 -> 2"):
+        evaluate.main(["--run-dir", str(run), *SMALL, "--no-curve", "--judge-epochs", "2"])
 
 
 def test_the_oracle_scores_the_synthetic_test_split_perfectly(tiny_config):

@@ -10,26 +10,31 @@ On a CPU (the tiny preset in seconds, the default preset in about a minute):
 
 The judges -- a bag-of-n-grams style classifier per attribute and a GRU language model, trained
 on the run's training split and stored in <run>/judges/ -- are trained first when missing
-(`train-judges` retrains them on request). On the synthetic corpus the exact oracle also judges
-grammaticality, attributes and content. Metrics: style accuracy per attribute and class,
-perplexity under the judge LM, novelty, termination and lengths of --n samples; BLEU against the
-test set, self-BLEU-2/3/4 (leave-one-out, equal to sacrebleu's) and distinct-1/2/3; style
-transfer of the test split (accuracy, other attributes kept, BLEU to the source, oracle content);
-importance-weighted NLL, KL, MI and active units; and a quality-diversity curve over
---curve-temperatures. Results go to <run>/report.json, <run>/report.md,
-<run>/quality_diversity.png and TensorBoard (<run>/tb/evaluate).
+(`train-judges` retrains them on request). Each judge trains for at most --judge-epochs epochs
+and --judge-time seconds (the LM on at most --judge-lm-sentences sentences), logs a line per
+epoch, and is saved as soon as it is trained: a run stopped while the LM trains keeps the
+classifier, and the next run reuses it. report.md gives the classifier's test accuracy and the
+LM's check of real test sentences against the same words shuffled. On the synthetic corpus the
+exact oracle also judges grammaticality, attributes and content. Metrics: style accuracy per
+attribute and class, perplexity under the judge LM, novelty, termination and lengths of --n
+samples; BLEU against the test set, self-BLEU-2/3/4 (leave-one-out, equal to sacrebleu's) and
+distinct-1/2/3; style transfer of the test split (accuracy, other attributes kept, BLEU to the
+source, oracle content); importance-weighted NLL, KL, MI and active units; and a
+quality-diversity curve over --curve-temperatures. Results go to <run>/report.json,
+<run>/report.md, <run>/quality_diversity.png and TensorBoard (<run>/tb/evaluate).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from textgan.cli import HelpFormatter, positive_int, run_main
+from textgan.cli import HelpFormatter, positive_int, run_main, whole_number
 from textgan.errors import CheckpointError, SamplingError
 
 log = logging.getLogger("textgan.evaluate")
@@ -43,6 +48,30 @@ def _temperatures(text: str) -> list[float]:
     if any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError("temperatures must be positive")
     return values
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got '{text}'") from None
+    if not value >= 0:  # nan too
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0: no limit), got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0: all), got {value}")
+    return value
+
+
+# JudgeSettings' defaults of the judge flags, repeated here so that --help (and a bad flag) need
+# not import torch; tests/test_evaluate.py keeps them equal to the dataclass's.
+JUDGE_EPOCHS = 6
+JUDGE_SECONDS = 180.0
+JUDGE_LM_SENTENCES = 40_000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,10 +106,33 @@ def build_parser() -> argparse.ArgumentParser:
                         help="human references of --transfer-file, one per line, same order")
     parser.add_argument("--device", default="auto", help="'auto' (cuda when available) or a "
                                                          "torch device")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="hide progress bars (the judges' per-epoch log lines stay)")
     parser.add_argument("--retrain-judges", action="store_true",
-                        help="train-judges: replace judges that already exist")
+                        help="train-judges: replace judges that already exist (none reused)")
+    judges = parser.add_argument_group(
+        "judges", "How the judges train when <run>/judges holds none (or the part a stopped\n"
+                  "run left). Judges trained with other values are refused: delete <run>/judges\n"
+                  "or run train-judges --retrain-judges.")
+    judges.add_argument("--judge-epochs", type=positive_int, metavar="N", default=JUDGE_EPOCHS,
+                        help="most epochs of each judge (the best validation epoch is kept)")
+    judges.add_argument("--judge-time", type=_seconds, metavar="SECONDS", default=JUDGE_SECONDS,
+                        help="training time of each judge; when it runs out the best weights "
+                             "so far are kept (0: no limit)")
+    judges.add_argument("--judge-lm-sentences", type=_count, metavar="N",
+                        default=JUDGE_LM_SENTENCES,
+                        help="training sentences of the judge LM, a seeded sample (0: all)")
     return parser
+
+
+def judge_settings(args: argparse.Namespace) -> Any:
+    """The JudgeSettings the flags ask for: the defaults, with the flags' epochs and limits."""
+    from textgan.evaluation.judges import JudgeSettings
+
+    return dataclasses.replace(
+        JudgeSettings(), classifier_epochs=args.judge_epochs, lm_epochs=args.judge_epochs,
+        classifier_time_limit=args.judge_time, lm_time_limit=args.judge_time,
+        lm_max_sentences=args.judge_lm_sentences)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
@@ -88,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     import datasets
     import torch
 
-    from textgan.evaluation.judges import judges_dir, train_judges
+    from textgan.evaluation.judges import REPORT_FILE, judges_dir, train_judges
     from textgan.evaluation.report import EvalSettings, evaluate_run, write_report
 
     run_dir = Path(args.run_dir)
@@ -99,12 +151,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         datasets.disable_progress_bars()  # the judges' tokenising bars too
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" \
         else args.device
+    judges_wanted = judge_settings(args)
     if args.command == "train-judges":
-        if judges_dir(run_dir).exists() and not args.retrain_judges:
-            raise CheckpointError(f"{judges_dir(run_dir)} exists; pass --retrain-judges to "
-                                  "replace those judges")
-        judges = train_judges(run_dir, seed=args.seed, device=device,
-                              progress=not args.no_progress)
+        # Only a complete set (judges.json) needs asking: a judge file alone is what a stopped
+        # call left, and train_judges goes on from it.
+        if (judges_dir(run_dir) / REPORT_FILE).is_file() and not args.retrain_judges:
+            raise CheckpointError(f"{judges_dir(run_dir)} holds trained judges; pass "
+                                  "--retrain-judges to replace them")
+        judges = train_judges(run_dir, seed=args.seed, settings=judges_wanted, device=device,
+                              progress=not args.no_progress, reuse=not args.retrain_judges)
         _print_judges(judges.report)
         return judges.report
     if args.style and not args.transfer_file:
@@ -114,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         temperature=args.temperature, transfer_n=args.transfer_n, iw_samples=args.iw_samples,
         curve_temperatures=[] if args.no_curve else args.curve_temperatures,
         curve_n=args.curve_n, transfer_file=args.transfer_file, transfer_style=args.style,
-        references=args.references, device=device, progress=not args.no_progress)
+        references=args.references, device=device, progress=not args.no_progress,
+        judges=judges_wanted)
     report = evaluate_run(settings)
     written = write_report(report, run_dir)
     sys.stdout.write(Path(written["md"]).read_text(encoding="utf-8"))
@@ -123,11 +179,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
 
 
 def _print_judges(report: dict[str, Any]) -> None:
+    from textgan.evaluation.report import STOPPED_BY
+
     classifier = report.get("classifier") or {}
     lm = report.get("lm") or {}
     for attribute, accuracy in (classifier.get("test_accuracy") or {}).items():
-        sys.stdout.write(f"judge classifier, test accuracy {attribute}: {accuracy:.4f}\n")
+        shown = "n/a" if accuracy is None else f"{accuracy:.4f}"
+        sys.stdout.write(f"judge classifier, test accuracy {attribute}: {shown}\n")
     sys.stdout.write(f"judge LM, test perplexity: {lm.get('test_ppl')}\n")
+    check = lm.get("check")
+    if check:
+        sys.stdout.write(
+            f"judge LM, {check['sentences']} test sentences against their words shuffled: "
+            f"per-token NLL {check['real_nll']:.3f} vs {check['shuffled_nll']:.3f}, real order "
+            f"better in {check['real_better']:.1%}\n")
+    for name, section in (("classifier", classifier), ("LM", lm)):
+        if section.get("stopped_by"):
+            stopped = STOPPED_BY.get(section["stopped_by"], section["stopped_by"])
+            sys.stdout.write(f"judge {name}: epoch {section.get('epoch')} kept of "
+                             f"{section.get('epochs_run')}, stopped by {stopped}, "
+                             f"{section.get('seconds')} s\n")
 
 
 if __name__ == "__main__":

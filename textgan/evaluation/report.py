@@ -42,7 +42,7 @@ from textgan.data import make_loader, tokenize_corpus
 from textgan.errors import CheckpointError, SamplingError
 from textgan.evaluation.diversity import distinct, novelty, self_bleu, set_bleu
 from textgan.evaluation.jsonfile import write_json_atomic, write_text_atomic
-from textgan.evaluation.judges import Judges, ensure_judges
+from textgan.evaluation.judges import Judges, JudgeSettings, ensure_judges
 from textgan.evaluation.oracle_scores import score_samples, score_transfers
 from textgan.evaluation.vae_health import importance_weighted_nll
 from textgan.sampling import (
@@ -63,6 +63,9 @@ REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 CURVE_PNG = "quality_diversity.png"
 BLEU_ORDERS = (2, 3, 4)
+# what ended a judge's training (judges.json "stopped_by"), in words
+STOPPED_BY = {"epochs": "the epoch limit", "patience": "no better validation score",
+              "time_limit": "the time limit"}
 
 
 @dataclass
@@ -83,6 +86,7 @@ class EvalSettings:
     references: str | None = None          # human references of transfer_file, line by line
     device: str = "cpu"
     progress: bool = True
+    judges: JudgeSettings | None = None    # how missing judges train (None: the defaults)
 
 
 def evaluate_run(settings: EvalSettings) -> dict[str, Any]:
@@ -114,7 +118,8 @@ def evaluate_run(settings: EvalSettings) -> dict[str, Any]:
     timings: dict[str, float] = {}
     with _progress(steps, settings.progress, timings) as advance:
         judges = ensure_judges(run_dir, model.tokenizer, seed=settings.seed,
-                               device=settings.device, progress=settings.progress)
+                               settings=settings.judges, device=settings.device,
+                               progress=settings.progress)
         report["judges"] = _judges_summary(judges)
         advance("generation")
         samples = _samples(model, settings.n, settings.temperature, settings.seed)
@@ -190,9 +195,15 @@ def _read_lines(path: str, what: str) -> list[str]:
 def _judges_summary(judges: Judges) -> dict[str, Any]:
     classifier = judges.report.get("classifier") or {}
     lm = judges.report.get("lm") or {}
+    # how each judge's training ended (None for judges saved before it was recorded)
+    training = ("epoch", "epochs_run", "stopped_by", "seconds", "train_sentences")
     return {"classifier_test_accuracy": classifier.get("test_accuracy", {}),
-            "lm_test_ppl": lm.get("test_ppl"), "seed": judges.seed,
-            "settings": judges.settings.to_dict()}
+            "lm_test_ppl": lm.get("test_ppl"),
+            "lm_check": lm.get("check"),  # real test sentences against their words shuffled
+            "classifier_training": {key: classifier.get(key) for key in training}
+            if classifier else None,
+            "lm_training": {key: lm.get(key) for key in training},
+            "seed": judges.seed, "settings": judges.settings.to_dict()}
 
 
 def _samples(model: LoadedModel, n: int, temperature: float, seed: int) -> list[SampledSentence]:
@@ -519,11 +530,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines.extend(f"| {name} | {_fmt(value)} |" for name, value in rows)
         lines.append("")
 
-    judges = report["judges"]
-    table("Judges (held-out)",
-          [(f"classifier accuracy {k}", v)
-           for k, v in (judges["classifier_test_accuracy"] or {}).items()]
-          + [("LM perplexity", judges["lm_test_ppl"])])
+    table("Judges (held-out)", _judge_rows(report["judges"]))
     gen = report["generation"]
     table(f"Conditional generation (N={gen['n']}, T={s['temperature']})",
           [(f"judge {k}", v) for k, v in gen["judge"].items()]
@@ -562,6 +569,33 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if report["transfer"].get("bleu_signature"):
         lines += [f"Transfer BLEU signature: `{report['transfer']['bleu_signature']}`", ""]
     return "\n".join(lines)
+
+
+def _judge_rows(judges: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The judges' own quality: the classifier's test accuracy (the ceiling of every style
+    accuracy above it), the LM's perplexity and its real-vs-shuffled check, and how each
+    judge's training ended (a time limit may have cut it short)."""
+    rows: list[tuple[str, Any]] = [
+        (f"classifier test accuracy {k}", v)
+        for k, v in (judges.get("classifier_test_accuracy") or {}).items()]
+    rows.append(("LM test perplexity", judges.get("lm_test_ppl")))
+    check = judges.get("lm_check")
+    if check:
+        n = check["sentences"]
+        rows += [(f"LM per-token NLL, {n} real test sentences", check["real_nll"]),
+                 (f"LM per-token NLL, the same {n} with their words shuffled",
+                  check["shuffled_nll"]),
+                 ("LM share of sentences scored better in the real order",
+                  check["real_better"])]
+    for name, key in (("classifier", "classifier_training"), ("LM", "lm_training")):
+        training = judges.get(key) or {}
+        if training.get("stopped_by"):
+            rows.append((f"{name} training", f"epoch {training['epoch']} kept of "
+                         f"{training['epochs_run']}, stopped by "
+                         f"{STOPPED_BY.get(training['stopped_by'], training['stopped_by'])}, "
+                         f"{_fmt(training['seconds'])} s, {training['train_sentences']} "
+                         "sentences"))
+    return rows
 
 
 def _fmt(value: Any) -> str:
