@@ -73,8 +73,8 @@ from torch.nn.utils.rnn import pad_sequence
 from textgan.checkpoint import RunPaths, best_checkpoint, latest_checkpoint, read_checkpoint
 from textgan.config import Config, config_from_dict
 from textgan.errors import CheckpointError, SamplingError, TokenizerError
-from textgan.models import (Discriminator, Encoder, Generator, build_vae, code_dim,
-                             fill_missing, one_hot_code)
+from textgan.models import (Discriminator, Encoder, Generator, Memory, build_vae, code_dim,
+                             encode_source, fill_missing, one_hot_code, select_memory)
 from textgan.models.generator import check_decoding
 from textgan.tokenizer import Tokenizer
 from textgan.models.modes import eval_mode
@@ -437,7 +437,7 @@ def reconstruct(model: LoadedModel, sentences: Sequence[str], *, style: StyleSpe
     fixed = resolve_style(style, model.attributes)
     max_len = _check_decoding(model, max_len=max_len, strategy=strategy,
                               temperature=temperature, top_k=top_k, top_p=top_p)
-    tokens, lengths, z = _encode(model, sentences, truncate=truncate)  # z: (N, Z)
+    tokens, lengths, z, memory = _encode(model, sentences, truncate=truncate)  # z: (N, Z)
     if model.stage == PRETRAIN_STAGE and fixed:
         log.info("a pretrain-stage model was not trained to follow c; the style given changes "
                  "its reconstructions little")
@@ -454,7 +454,7 @@ def reconstruct(model: LoadedModel, sentences: Sequence[str], *, style: StyleSpe
         labels, mask = torch.where(mask, labels, read), torch.ones_like(mask)
     decoded = _generate(model, z, labels, mask, generator,
                         max_len=max_len, strategy=strategy, temperature=temperature,
-                        top_k=top_k, top_p=top_p)
+                        top_k=top_k, top_p=top_p, memory=memory)
     return [sentence.text for sentence in decoded]
 
 
@@ -476,7 +476,7 @@ def transfer(model: LoadedModel, sentences: Sequence[str], style: str | Mapping[
     sentences = _sentence_list(sentences, "transfer")
     if not sentences:
         return []
-    tokens, lengths, z = _encode(model, sentences, truncate=truncate)  # (N, T), (N,), (N, Z)
+    tokens, lengths, z, memory = _encode(model, sentences, truncate=truncate)  # z: (N, Z)
     n = len(sentences)
     requested, mask = _style_rows([target], model.attributes, model.device)  # (1, A) each
     requested, mask = requested.expand(n, -1), mask.expand(n, -1)  # (N, A)
@@ -494,7 +494,8 @@ def transfer(model: LoadedModel, sentences: Sequence[str], style: str | Mapping[
         log.info("a pretrain-stage model was not trained to follow c; its transfers will "
                  "mostly reproduce the source sentences")
     decoded = _generate(model, z, labels, mask, _seeded(model, seed), max_len=max_len,
-                        strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p)
+                        strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p,
+                        memory=memory)
     return [Transfer(source=source, text=out.text, source_style=source_style,
                      target_style=out.style)
             for source, out, source_style in zip(sentences, decoded, source_styles)]
@@ -509,7 +510,9 @@ def interpolate(model: LoadedModel, a: str, b: str, *, steps: int, style: StyleS
     mu_a, mu_b: the posterior means of a and b. One c for the whole path, so that only z moves:
     the attributes `style` names take that class; the others take the class the discriminator
     reads in `a`, or without one (pretrain stage) a single prior draw (seeded). The endpoints are
-    therefore the reconstructions of a and b under that c. One batched decode.
+    therefore the reconstructions of a and b under that c, except for a generator with attention
+    (model.attention), which writes every point from [z; c] alone, without reading a or b. One
+    batched decode.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise SamplingError(f"steps must be a whole number >= 2 (the two endpoints included), "
@@ -522,7 +525,9 @@ def interpolate(model: LoadedModel, a: str, b: str, *, steps: int, style: StyleS
     max_len = _check_decoding(model, max_len=max_len, strategy=strategy,
                               temperature=temperature, top_k=top_k, top_p=top_p)
     sentences = _sentence_list([a, b], "interpolate")
-    tokens, lengths, means = _encode(model, sentences, truncate=truncate)  # (2, Z) means
+    # no memory: a point between two sentences has no source to read, so a generator with
+    # attention writes it from [z; c] alone, as it samples
+    tokens, lengths, means, _ = _encode(model, sentences, truncate=truncate)  # (2, Z) means
     labels, mask = _style_rows([fixed], model.attributes, model.device)  # (1, A) each
     read = _read_styles(model, tokens[:1], lengths[:1])  # D's reading of a: (1, A) or None
     if read is None:
@@ -608,8 +613,9 @@ def _style_rows(styles: Sequence[Mapping[str, str]], attributes: Mapping[str, Se
 
 def _generate(model: LoadedModel, z: Tensor, labels: Tensor, mask: Tensor,
               generator: torch.Generator, *, max_len: int, strategy: str, temperature: float,
-              top_k: int, top_p: float) -> list[SampledSentence]:
-    """Decode z (N, Z) with c from labels where mask, else the prior; N rows, batched."""
+              top_k: int, top_p: float, memory: Memory | None = None) -> list[SampledSentence]:
+    """Decode z (N, Z) with c from labels where mask, else the prior; N rows, batched; `memory`:
+    the N source sentences a generator with attention reads (reconstruction, transfer)."""
     # The prior is drawn for every row and attribute even where the style fixes it (see the
     # module docstring): fill_missing draws first, then selects.
     labels = fill_missing(labels, mask, model.num_classes, generator=generator)  # (N, A)
@@ -621,7 +627,8 @@ def _generate(model: LoadedModel, z: Tensor, labels: Tensor, mask: Tensor,
             end = start + DECODE_BATCH
             out = model.generator.decode(z[start:end], code[start:end], max_len=max_len,
                                          strategy=strategy, temperature=temperature,
-                                         top_k=top_k, top_p=top_p, generator=generator)
+                                         top_k=top_k, top_p=top_p, generator=generator,
+                                         memory=select_memory(memory, slice(start, end)))
             texts += model.tokenizer.decode(out.tokens.cpu())
             ended += out.ended.tolist()
     return [SampledSentence(text=text, style=_named_style(model.attributes, row), ended=done)
@@ -647,20 +654,28 @@ def _sentence_list(sentences: Sequence[str], what: str) -> list[str]:
 
 
 def _encode(model: LoadedModel, sentences: list[str], *, truncate: bool
-            ) -> tuple[Tensor, Tensor, Tensor]:
-    """Token ids (N, T), lengths (N,) (both on the CPU) and posterior means (N, Z), batched."""
+            ) -> tuple[Tensor, Tensor, Tensor, Memory | None]:
+    """Token ids (N, T), lengths (N,) (both on the CPU), posterior means (N, Z) and, for a
+    generator with attention, the sentences' memory (else None), batched."""
     tokens, lengths = _tokenize(model, sentences, truncate=truncate)  # (N, T), (N,)
-    means = []
-    with torch.no_grad(), eval_mode(model.encoder):
+    means, memories = [], []
+    with torch.no_grad(), eval_mode(model.encoder, model.generator):
         for start in range(0, len(sentences), DECODE_BATCH):
             end = start + DECODE_BATCH
+            chunk = tokens[start:end].to(model.device)
+            posterior, memory = encode_source(model.encoder, model.generator, chunk,
+                                              lengths[start:end].to(model.device),
+                                              lengths[start:end])
             # The mean, not a draw: a reconstruction should show what the model encodes, not
             # one sample of noise around it.
-            means.append(model.encoder(tokens[start:end].to(model.device),
-                                       lengths[start:end]).mean)
+            means.append(posterior.mean)
+            memories.append(memory)
     z = torch.cat(means) if means else torch.zeros(0, model.generator.z_dim,
                                                    device=model.device)  # (N, Z)
-    return tokens, lengths, z
+    memory = None
+    if memories and memories[0] is not None:  # every chunk has the same width T
+        memory = Memory(*(torch.cat(parts) for parts in zip(*memories)))
+    return tokens, lengths, z, memory
 
 
 def _read_styles(model: LoadedModel, tokens: Tensor, lengths: Tensor) -> Tensor | None:

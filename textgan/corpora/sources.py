@@ -37,6 +37,11 @@ SPLIT_ROLES = {"train": "train", "valid": "valid", "dev": "valid", "validation":
                "test": "test"}
 
 
+# Corpora that `python -m textgan.corpora NAME --out DIR` fetches: a missing data.source folder
+# of that name gets the command in its error
+DOWNLOADABLE = ("yelp",)
+
+
 def resolve_source(cfg: DataConfig, report: CleaningReport) -> RawCorpus:
     origins = Origins()
     source = cfg.source
@@ -64,6 +69,11 @@ def resolve_source(cfg: DataConfig, report: CleaningReport) -> RawCorpus:
         elif path.is_file():
             dataset, attributes = read_file(path, cfg, origins, report)
             splits = {"train": [dataset]}
+        elif path.name in DOWNLOADABLE:
+            raise CorpusError(
+                f"data.source {source!r}: no such folder; get the corpus with `python -m "
+                f"textgan.corpora {path.name} --out {source}` (online), or `... --from COPY` "
+                "from an offline copy")
         else:
             raise CorpusError(
                 f"data.source {source!r}: no such file or folder (expected 'synthetic', 'tiny', "
