@@ -333,13 +333,14 @@ def test_the_time_limit_keeps_the_best_epoch_so_far(monkeypatch):
 
     scores = {1: 1.0, 2: 3.0, 3: 2.0}
     loader = [torch.zeros(1)] * 4
-    training = judges_module._train_epochs(
-        "toy", model, loader, step, lambda epoch: ((scores[epoch],), f"score {scores[epoch]}"),
+    training, kept = judges_module._train_epochs(
+        "toy", model, loader, step,
+        lambda epoch: ((scores[epoch],), f"score {scores[epoch]}", f"scores of epoch {epoch}"),
         epochs=5, patience=None, time_limit=95.0, device=torch.device("cpu"), progress=False)
     # 40 s an epoch: the limit of 95 s falls in epoch 3, after its second batch
     assert training["stopped_by"] == "time_limit" and training["epochs_run"] == 3
     assert training["last_epoch_done"] == 0.5 and training["epoch"] == 2
-    assert model.weight.item() == 8.0
+    assert model.weight.item() == 8.0 and kept == "scores of epoch 2"
 
 
 def test_each_epoch_logs_a_line_without_progress_bars(trained, caplog, capsys):

@@ -71,7 +71,7 @@ from tqdm.auto import tqdm
 
 from textgan.config import read_config
 from textgan.corpora import MISSING_LABEL, load_corpus
-from textgan.data import fixed_sample, make_loader, tokenize_corpus
+from textgan.data import dataset_lengths, fixed_sample, make_loader, tokenize_corpus
 from textgan.errors import CheckpointError, ConfigError
 from textgan.evaluation.jsonfile import write_json_atomic
 from textgan.losses import reconstruction_loss
@@ -522,7 +522,7 @@ def _fit_classifier(splits: datasets.DatasetDict, tokenizer: Tokenizer,
             for optimizer in optimizers:
                 optimizer.step()
 
-        def validate(epoch: int) -> tuple[tuple[float, float], str]:
+        def validate(epoch: int) -> tuple[tuple[float, float], str, dict[str, Any]]:
             valid = _classifier_scores(model, loaders["valid"], attributes, device)
             known = [acc for acc in valid["accuracy"].values() if acc is not None]
             # The mean validation accuracy over the attributes, ties (a saturated accuracy is
@@ -530,14 +530,13 @@ def _fit_classifier(splits: datasets.DatasetDict, tokenizer: Tokenizer,
             # validation sentence: no basis for choosing, keep the last epoch.
             score = (float(np.mean(known)), -valid["loss"]) if known else (0.0, epoch)
             return score, (f"valid accuracy {_format_accuracy(valid['accuracy'])}, "
-                           f"loss {valid['loss']:.4f}")
+                           f"loss {valid['loss']:.4f}"), valid
 
-        training = _train_epochs("judge classifier", model, loaders["train"], step, validate,
-                                 epochs=settings.classifier_epochs, patience=None,
-                                 time_limit=settings.classifier_time_limit, device=device,
-                                 progress=progress)
+        training, valid = _train_epochs("judge classifier", model, loaders["train"], step,
+                                        validate, epochs=settings.classifier_epochs, patience=None,
+                                        time_limit=settings.classifier_time_limit,
+                                        device=device, progress=progress)
     model.eval()
-    valid = _classifier_scores(model, loaders["valid"], attributes, device)
     test = _classifier_scores(model, loaders["test"], attributes, device)
     log.info("judge classifier: epoch %d kept (%s); test accuracy %s", training["epoch"],
              _stop_text(training, settings.classifier_time_limit),
@@ -575,16 +574,16 @@ def _fit_lm(splits: datasets.DatasetDict, tokenizer: Tokenizer, *, seed: int,
             nn.utils.clip_grad_norm_(model.parameters(), settings.lm_clip_norm)
             optimizer.step()
 
-        def validate(epoch: int) -> tuple[tuple[float], str]:
+        def validate(epoch: int) -> tuple[tuple[float], str, float]:
             nll = _lm_nll(model, loaders["valid"], device)
-            return (-nll,), f"valid perplexity {_safe_exp(nll):.3f}"
+            return (-nll,), f"valid perplexity {_safe_exp(nll):.3f}", nll
 
-        training = _train_epochs("judge LM", model, loaders["train"], step, validate,
-                                 epochs=settings.lm_epochs, patience=settings.lm_patience,
-                                 time_limit=settings.lm_time_limit, device=device,
-                                 progress=progress)
+        training, valid_nll = _train_epochs("judge LM", model, loaders["train"], step, validate,
+                                            epochs=settings.lm_epochs,
+                                            patience=settings.lm_patience,
+                                            time_limit=settings.lm_time_limit, device=device,
+                                            progress=progress)
     model.eval()
-    valid_nll = _lm_nll(model, loaders["valid"], device)
     test_nll = _lm_nll(model, loaders["test"], device)
     scorer = Judges(tokenizer=tokenizer, attributes={}, classifier=None, lm=model,
                     settings=settings, seed=seed, report={}, device=device)
@@ -600,19 +599,21 @@ def _fit_lm(splits: datasets.DatasetDict, tokenizer: Tokenizer, *, seed: int,
 
 
 def _train_epochs(name: str, model: nn.Module, loader: Any, step: Callable[[Any], None],
-                  validate: Callable[[int], tuple[tuple[float, ...], str]], *, epochs: int,
+                  validate: Callable[[int], tuple[tuple[float, ...], str, Any]], *, epochs: int,
                   patience: int | None, time_limit: float, device: torch.device,
-                  progress: bool) -> dict[str, Any]:
+                  progress: bool) -> tuple[dict[str, Any], Any]:
     """Train for at most `epochs` epochs, `time_limit` seconds (0: none) and, with `patience`,
     until that many epochs bring no better validation score; load the best epoch's weights.
 
-    `validate(epoch)` gives (score, higher is better; a line for the log). Each epoch gets a bar
-    (hidden without `progress`) and a log line, which `--no-progress` keeps: a judge that trains
-    for minutes must not look hung. Returns the training's part of the judge's report.
+    `validate(epoch)` gives (score, higher is better; a line for the log; the scores to report).
+    Each epoch gets a bar (hidden without `progress`) and a log line, which `--no-progress`
+    keeps: a judge that trains for minutes must not look hung. Returns the training's part of
+    the judge's report and the kept epoch's validation scores (no second validation pass: on
+    Yelp one pass of the LM took a quarter of its time budget).
     """
     started = time.monotonic()
     deadline = started + time_limit if time_limit > 0 else math.inf
-    best, best_score, best_epoch = None, (-math.inf,), 0
+    best, best_score, best_epoch, best_scores = None, (-math.inf,), 0, None
     epoch, done, stopped_by = 0, 1.0, "epochs"
     for epoch in range(1, epochs + 1):
         model.train()
@@ -627,12 +628,12 @@ def _train_epochs(name: str, model: nn.Module, loader: Any, step: Callable[[Any]
         done = seen / batches if batches else 1.0
         # the part of an epoch trained before the time ran out is validated like an epoch:
         # on a large corpus it may be all the training there is time for
-        score, summary = validate(epoch)
+        score, summary, scores = validate(epoch)
         log.info("%s epoch %d/%d%s: %.1f s, %s", name, epoch, epochs,
                  f" ({done:.0%} of it, then the time limit)" if done < 1 else "",
                  time.monotonic() - started, summary)
         if score > best_score:  # a nan score is never better, so never kept
-            best_score, best_epoch = score, epoch
+            best_score, best_epoch, best_scores = score, epoch, scores
             best = copy.deepcopy(model.state_dict())
         elif patience is not None and epoch - best_epoch >= patience:
             log.info("%s: no better validation score for %d epochs, stopping", name, patience)
@@ -643,11 +644,12 @@ def _train_epochs(name: str, model: nn.Module, loader: Any, step: Callable[[Any]
             break
     if best is None:  # the validation score was never finite: keep the last weights, say so
         log.warning("%s: the validation score was never finite; keeping the last weights", name)
-        best_epoch = epoch
+        best_epoch, best_scores = epoch, scores
     else:
         model.load_state_dict(best)
     return {"epoch": best_epoch, "epochs_run": epoch, "last_epoch_done": round(done, 4),
-            "stopped_by": stopped_by, "seconds": round(time.monotonic() - started, 2)}
+            "stopped_by": stopped_by,
+            "seconds": round(time.monotonic() - started, 2)}, best_scores
 
 
 def order_check(judges: Judges, texts: Sequence[str], *, sentences: int = 1000,
@@ -695,7 +697,12 @@ def _loaders(splits: datasets.DatasetDict, train: datasets.Dataset, tokenizer: T
                                     bucket_batches=settings.bucket_batches, shuffle=True,
                                     seed=seed)}
     for name in ("valid", "test"):
-        loaders[name] = make_loader(splits[name], tokenizer, names,
+        # Shortest sentences first: a scoring pass only sums over its sentences, so their order
+        # is free, and batches of one length carry no padding. In corpus order a third of the
+        # Yelp positions were padding, each one a softmax over 9k words.
+        split = splits[name]
+        by_length = split.select(np.argsort(dataset_lengths(split), kind="stable"))
+        loaders[name] = make_loader(by_length, tokenizer, names,
                                     batch_size=settings.score_batch_size, bucket_batches=1,
                                     shuffle=False, seed=seed)
     return loaders
