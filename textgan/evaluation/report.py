@@ -572,9 +572,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 
 
 def _judge_rows(judges: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """The judges' own quality: the classifier's test accuracy (the ceiling of every style
-    accuracy above it), the LM's perplexity and its real-vs-shuffled check, and how each
-    judge's training ended (a time limit may have cut it short)."""
+    """The judges' own quality: the classifier's test accuracy (the ceiling of every judged
+    style accuracy in the report), the LM's perplexity and its real-vs-shuffled check, and how
+    each judge's training ended (a time limit may have cut it short)."""
     rows: list[tuple[str, Any]] = [
         (f"classifier test accuracy {k}", v)
         for k, v in (judges.get("classifier_test_accuracy") or {}).items()]
