@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from textgan.config import Config
-from textgan.engines import other_labels, soft_batch_rows
+from textgan.engines import other_labels, generated_rows
 from textgan.losses import length_mask
 from textgan.models import (Memory, build_vae, code_dim, drop_memory, encode_source,
                             select_memory, soft_generate)
@@ -159,10 +159,10 @@ def test_other_labels_moves_every_attribute_to_another_class():
     assert torch.equal(other_labels(labels[:, :1], [1]), labels[:, :1])  # one class stays
 
 
-def test_soft_batch_rows():
-    assert soft_batch_rows(128, 0) == 128
-    assert soft_batch_rows(128, 32) == 32
-    assert soft_batch_rows(20, 32) == 20
+def test_generated_rows():
+    assert generated_rows(128, 0) == 128
+    assert generated_rows(128, 32) == 32
+    assert generated_rows(20, 32) == 20
 
 
 def tiny_attentive_config(**train) -> Config:
@@ -178,7 +178,7 @@ def tiny_attentive_config(**train) -> Config:
 def test_the_transfer_loss_trains_the_generator_and_encoder_and_spares_the_discriminator():
     from textgan.data import Batch
 
-    cfg = tiny_attentive_config(lambda_t=1.0, lambda_c=0.0, lambda_z=0.0, soft_batch_size=3)
+    cfg = tiny_attentive_config(lambda_t=1.0, lambda_c=0.0, lambda_z=0.0, generated_batch_size=3)
     steps, vae, disc = adversarial_steps(cfg)
     lengths = torch.tensor([5, 6, 4, 7])
     tokens = torch.zeros(4, 7, dtype=torch.long)  # tiny_models' ids: PAD 0, EOS 3, words 4..29

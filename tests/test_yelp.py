@@ -29,7 +29,7 @@ SMALL = ["--preset", "yelp", "--no-progress", "--data.valid_size=40", "--data.te
          "--pretrain.epochs=2", "--pretrain.kl_ramp_steps=10", "--pretrain.checkpoint_every=0",
          "--pretrain.log_every=5", "--train.epochs=1", "--train.d_warmup_steps=3",
          "--train.tau_steps=10", "--train.checkpoint_every=0", "--train.log_every=5",
-         "--train.soft_batch_size=8"]
+         "--train.generated_batch_size=8"]
 EVAL = ["--n", "20", "--transfer-n", "10", "--iw-samples", "2", "--no-curve", "--no-progress",
         "--judge-epochs", "1"]
 

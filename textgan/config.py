@@ -273,10 +273,11 @@ class TrainConfig:
              "rewritten (z_x = posterior mean, attending to x with model.attention) with every "
              "attribute changed (c'), as style transfer does at test time (texar's simplified "
              "ctrl-gen; 0 = off, Hu et al. have none)", ge=0.0)
-    soft_batch_size: int = setting(
-        0, "sentences of each batch that the soft (differentiable) generated sentences are "
-           "made for (0 = all): the soft loop costs a full-vocabulary product per step and "
-           "sentence, the largest share of a round at vocabularies of thousands", ge=0)
+    generated_batch_size: int = setting(
+        0, "sentences generated per batch for the losses on generated text (D's term on hard "
+           "samples; G's attribute, independence and transfer losses on soft sentences; 0 = as "
+           "many as the batch has): at vocabularies of thousands each costs a full-vocabulary "
+           "product per step, the largest share of a round", ge=0)
     entropy_weight: float = setting(
         0.1, "beta: weight of D's minimum-entropy term on generated sentences (0 = off; it "
              "assumes exactly one true class per attribute)", ge=0.0)

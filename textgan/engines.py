@@ -221,7 +221,8 @@ class AdversarialSteps:
             loss = real.total
             fake_loss = entropy = fake_acc = torch.zeros((), device=self.device)
             if not warm_up:
-                z, labels = self.prior(batch.tokens.shape[0])
+                z, labels = self.prior(generated_rows(batch.tokens.shape[0],
+                                                      cfg.generated_batch_size))
                 with torch.no_grad(), eval_mode(self.generator):
                     sample = self.generator.decode(z, one_hot_code(labels, self.num_classes),
                                                    max_len=self.max_len, strategy="sample")
@@ -270,7 +271,7 @@ class AdversarialSteps:
             kl = free_bits_kl(gaussian_kl(posterior.mean, posterior.logvar), cfg.free_bits)
             vae_loss = rec.per_sentence + cfg.kl_weight * kl.loss_value
 
-            soft_rows = soft_batch_rows(batch.tokens.shape[0], cfg.soft_batch_size)
+            soft_rows = generated_rows(batch.tokens.shape[0], cfg.generated_batch_size)
             # the soft sentence G_tau(z, c) from the prior, read by a frozen D and a frozen E
             z_prior, c_labels = self.prior(soft_rows)
             soft = soft_generate(generator, z_prior, one_hot_code(c_labels, self.num_classes),
@@ -325,9 +326,9 @@ class AdversarialSteps:
                                   targets).total
 
 
-def soft_batch_rows(batch_size: int, soft_batch_size: int) -> int:
-    """How many sentences the soft generated sentences are made for (train.soft_batch_size)."""
-    return batch_size if soft_batch_size == 0 else min(batch_size, soft_batch_size)
+def generated_rows(batch_size: int, generated_batch_size: int) -> int:
+    """How many sentences are generated per batch (train.generated_batch_size; 0 = all)."""
+    return batch_size if generated_batch_size == 0 else min(batch_size, generated_batch_size)
 
 
 def other_labels(labels: torch.Tensor, num_classes: Sequence[int]) -> torch.Tensor:
