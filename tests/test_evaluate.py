@@ -65,11 +65,20 @@ def test_the_report_holds_every_metric_of_the_issue(evaluated):
         assert 0 <= div[f"bleu_{n}"] <= 100 and 0 <= div[f"self_bleu_{n}"] <= 100
         assert "leave-one-out" in div["signatures"][f"self_bleu_{n}"]
     assert {"distinct_1", "distinct_2", "distinct_3"} <= set(div)
+    # the real levels the samples read against: the test split's own self-BLEU-4 (as many
+    # sentences as samples) and the judge LM's perplexity of the test sentences
+    assert div["test_self_bleu_n"] == 40 and 0 <= div["test_self_bleu_4"] <= 100
+    assert math.isfinite(gen["test_judge_lm_ppl"]) and gen["test_judge_lm_ppl"] > 1
     for attribute in ("sentiment", "tense"):
         entry = report["transfer"][attribute]
         assert {"judge_acc", "judge_other_kept", "bleu_source", "oracle"} <= set(entry)
         assert {"acc", "content", "grammatical"} <= set(entry["oracle"])
-    assert report["transfer"]["bleu_signature"].startswith("nrefs:1")
+        # each direction apart, and together they make up the pooled numbers
+        by_target = entry["by_target"]
+        assert sum(t["n"] for t in by_target.values()) == entry["n"]
+        assert math.isclose(sum(t["judge_acc"] * t["n"] for t in by_target.values()),
+                            entry["judge_acc"] * entry["n"], abs_tol=1e-9)
+    assert report["transfer"]["bleu_signature"].startswith("nrefs:1|case:lc")
     vae = report["vae"]
     assert vae["iw_samples"] == 4 and math.isfinite(vae["iw_nll_per_token"])
     assert len(vae["kl_per_dim"]) == load_config("tiny").model.z_dim
@@ -94,6 +103,18 @@ def test_the_report_holds_every_metric_of_the_issue(evaluated):
     assert (run / "quality_diversity.png").read_bytes()[:4] == b"\x89PNG"
     assert list((run / "tb" / "evaluate").glob("events.out.tfevents.*"))
     assert "generation/judge/acc_sentiment" in flat_scalars(report)
+
+
+def test_greedy_samples_are_decoded_greedily_and_say_so(evaluated):
+    run, report = evaluated
+    greedy = evaluate.main(["--run-dir", str(run), *SMALL, "--no-curve", "--strategy", "greedy"])
+    assert greedy["settings"]["strategy"] == "greedy"
+    assert greedy["generation"] != report["generation"]  # not the sampled ones again
+    assert "## Conditional generation (N=40, greedy)" in (run / "report.md").read_text()
+    # greedy decoding ignores the temperature: another one gives the same sentences
+    colder = evaluate.main(["--run-dir", str(run), *SMALL, "--no-curve", "--strategy", "greedy",
+                            "--temperature", "0.3"])
+    assert colder["diversity"] == greedy["diversity"]
 
 
 def test_the_same_seed_gives_the_same_report(evaluated, tmp_path):

@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling and of the judges")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="sampling temperature of the --n samples")
+    parser.add_argument("--strategy", choices=("sample", "greedy"), default="sample",
+                        help="decoding of the --n samples: sample (at --temperature), or greedy "
+                             "(each z decoded to its most likely words: diversity from z alone)")
     parser.add_argument("--transfer-n", type=positive_int, default=1000,
                         help="test sentences per attribute moved to every other class")
     parser.add_argument("--iw-samples", type=positive_int, default=16,
@@ -166,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         raise SamplingError("--style sets the target of --transfer-file; give that file too")
     settings = EvalSettings(
         run_dir=str(run_dir), checkpoint=args.checkpoint, n=args.n, seed=args.seed,
-        temperature=args.temperature, transfer_n=args.transfer_n, iw_samples=args.iw_samples,
+        temperature=args.temperature, strategy=args.strategy,
+        transfer_n=args.transfer_n, iw_samples=args.iw_samples,
         curve_temperatures=[] if args.no_curve else args.curve_temperatures,
         curve_n=args.curve_n, transfer_file=args.transfer_file, transfer_style=args.style,
         references=args.references, device=device, progress=not args.no_progress,

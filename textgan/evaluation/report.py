@@ -77,6 +77,8 @@ class EvalSettings:
     n: int = 5000                          # samples, spread evenly over the styles
     seed: int = 0
     temperature: float = 1.0               # sampling temperature of the main samples
+    strategy: str = "sample"               # the main samples: "sample" (at temperature) or
+                                           # "greedy" (diversity from z alone)
     transfer_n: int = 1000                 # test sentences per attribute for transfer
     iw_samples: int = 16                   # K of the importance-weighted NLL
     curve_temperatures: list[float] = field(default_factory=lambda: [0.5, 0.7, 1.0, 1.3])
@@ -122,7 +124,8 @@ def evaluate_run(settings: EvalSettings) -> dict[str, Any]:
                                progress=settings.progress)
         report["judges"] = _judges_summary(judges)
         advance("generation")
-        samples = _samples(model, settings.n, settings.temperature, settings.seed)
+        samples = _samples(model, settings.n, settings.temperature, settings.seed,
+                           settings.strategy)
         report["generation"] = _generation_metrics(samples, model, judges, train_texts,
                                                    test, oracle)
         advance("diversity")
@@ -206,10 +209,11 @@ def _judges_summary(judges: Judges) -> dict[str, Any]:
             "seed": judges.seed, "settings": judges.settings.to_dict()}
 
 
-def _samples(model: LoadedModel, n: int, temperature: float, seed: int) -> list[SampledSentence]:
+def _samples(model: LoadedModel, n: int, temperature: float, seed: int,
+             strategy: str = "sample") -> list[SampledSentence]:
     """About n samples spread evenly over the styles (n // styles each, at least one)."""
     per_style = max(1, n // len(all_styles(model.attributes)))
-    return sample_by_style(model, per_style, strategy="sample", temperature=temperature,
+    return sample_by_style(model, per_style, strategy=strategy, temperature=temperature,
                            seed=seed)
 
 
@@ -240,6 +244,8 @@ def _generation_metrics(samples: Sequence[SampledSentence], model: LoadedModel, 
         "n": len(samples),
         "judge": _style_accuracy(samples, model, judges),
         "judge_lm_ppl": judges.perplexity(texts),
+        # the same judge on real test sentences: the samples' perplexity reads against it
+        "test_judge_lm_ppl": judges.perplexity(list(test["text"])),
         "novelty": novelty(texts, train_texts),
         "ended": float(np.mean([s.ended for s in samples])),
         "length_mean": statistics.fmean(sample_lengths),
@@ -264,6 +270,14 @@ def _diversity_metrics(texts: Sequence[str], test_texts: Sequence[str]) -> dict[
             metrics[f"self_bleu_{order}"] = own.score
             signatures[f"self_bleu_{order}"] = own.signature
     metrics.update(distinct(texts))
+    # real text repeats itself too (frequent phrases, short sentences): the test split's own
+    # self-BLEU-4 over as many sentences is the level the samples' reads against
+    real = list(test_texts[: len(texts)])
+    if len(real) >= 2:
+        own = self_bleu(real, 4)
+        metrics["test_self_bleu_4"] = own.score
+        metrics["test_self_bleu_n"] = len(real)
+        signatures["test_self_bleu_4"] = own.signature
     metrics["signatures"] = signatures
     return metrics
 
@@ -273,7 +287,7 @@ def _transfer_metrics(model: LoadedModel, judges: Judges, test: Any, settings: E
     """Every test sentence (up to transfer_n per attribute) to every other class of each
     attribute; scores pooled per attribute over the target classes."""
     results: dict[str, Any] = {}
-    bleu = BLEU()
+    bleu = _source_bleu()
     all_texts = list(test["text"])
     for a, (attribute, classes) in enumerate(model.attributes.items()):
         labels = np.asarray(test[attribute])
@@ -281,7 +295,7 @@ def _transfer_metrics(model: LoadedModel, judges: Judges, test: Any, settings: E
         if known.size == 0:
             continue
         sources, outputs, wanted, source_rows = [], [], [], []
-        per_target = {}
+        per_target, judged_by_target = {}, {}
         for index, name in enumerate(classes):
             rows = [int(i) for i in known if labels[i] != index]
             if not rows:
@@ -291,6 +305,10 @@ def _transfer_metrics(model: LoadedModel, judges: Judges, test: Any, settings: E
             outs = [m.text for m in moved]
             if oracle:
                 per_target[name] = score_transfers(texts, outs, {attribute: name})
+            judged_by_target[name] = {
+                "n": len(outs),
+                "judge_acc": float(np.mean(judges.classify(outs)[a] == index)),
+                "bleu_source": bleu.corpus_score(outs, [texts]).score}
             sources += texts
             outputs += outs
             wanted += [index] * len(rows)
@@ -302,6 +320,7 @@ def _transfer_metrics(model: LoadedModel, judges: Judges, test: Any, settings: E
             "n": len(outputs), "judge_acc": float(hits.mean()), "judge_other_kept": kept,
             "bleu_source": bleu.corpus_score(outputs, [sources]).score,
             "copied": float(np.mean([s == o for s, o in zip(sources, outputs)])),
+            "by_target": judged_by_target,  # each direction apart: accuracy, BLEU to source
         }
         if per_target:
             entry["oracle"] = _pooled(per_target)
@@ -309,6 +328,14 @@ def _transfer_metrics(model: LoadedModel, judges: Judges, test: Any, settings: E
         results[attribute] = entry
     results["bleu_signature"] = str(bleu.get_signature()) if results else None
     return results
+
+
+def _source_bleu() -> BLEU:
+    """Corpus BLEU of transfers against their sources (and references): sacrebleu's 13a
+    tokenizer, lowercased, as style-transfer papers report it. force: the sources come from the
+    corpus as written, and a corpus distributed tokenized (Yelp's " .") would only trip
+    sacrebleu's "forgot to detokenize" warning; force changes neither score nor signature."""
+    return BLEU(lowercase=True, force=True)
 
 
 def _others_kept(model: LoadedModel, test: Any, rows: Sequence[int],
@@ -339,7 +366,7 @@ def _transfer_file_metrics(model: LoadedModel, judges: Judges, sentences: list[s
                      truncate=True)
     outputs = [m.text for m in moved]
     target = moved[0].target_style if moved else {}
-    bleu = BLEU()
+    bleu = _source_bleu()
     entry: dict[str, Any] = {"file": settings.transfer_file, "style": settings.transfer_style,
                              "n": len(outputs),
                              "bleu_source": bleu.corpus_score(outputs, [sentences]).score}
@@ -532,11 +559,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 
     table("Judges (held-out)", _judge_rows(report["judges"]))
     gen = report["generation"]
-    table(f"Conditional generation (N={gen['n']}, T={s['temperature']})",
+    decoding = ("greedy" if s.get("strategy") == "greedy"
+                else f"T={s['temperature']}")  # reports from before --strategy sampled
+    table(f"Conditional generation (N={gen['n']}, {decoding})",
           [(f"judge {k}", v) for k, v in gen["judge"].items()]
           + [(f"oracle {k}", v) for k, v in gen.get("oracle", {}).items() if k != "n"]
-          + [(k, gen[k]) for k in ("judge_lm_ppl", "novelty", "ended", "length_mean",
-                                   "length_std", "test_length_mean", "test_length_std")])
+          + [(k, gen[k]) for k in ("judge_lm_ppl", "test_judge_lm_ppl", "novelty", "ended",
+                                   "length_mean", "length_std", "test_length_mean",
+                                   "test_length_std") if k in gen])
     div = report["diversity"]
     table(f"Quality and diversity (N={div['n']}, {div['references']} test references)",
           [(k, v) for k, v in div.items() if k not in ("n", "references", "signatures")])
@@ -545,7 +575,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         if not isinstance(entry, Mapping):
             continue
         rows += [(f"{attribute}: {k}", v) for k, v in entry.items()
-                 if k not in ("oracle", "oracle_by_target")]
+                 if k not in ("oracle", "oracle_by_target", "by_target")]
+        rows += [(f"{attribute} to {target}: {k}", v)
+                 for target, scores in entry.get("by_target", {}).items()
+                 for k, v in scores.items()]
         rows += [(f"{attribute}: oracle {k}", v) for k, v in entry.get("oracle", {}).items()
                  if k != "n"]
     table("Style transfer of the test split", rows)
