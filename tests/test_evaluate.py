@@ -73,6 +73,7 @@ def test_the_report_holds_every_metric_of_the_issue(evaluated):
         entry = report["transfer"][attribute]
         assert {"judge_acc", "judge_other_kept", "bleu_source", "oracle"} <= set(entry)
         assert {"acc", "content", "grammatical"} <= set(entry["oracle"])
+        assert entry["judge_lm_ppl"] > 1 and entry["source_judge_lm_ppl"] > 1
         # each direction apart, and together they make up the pooled numbers
         by_target = entry["by_target"]
         assert sum(t["n"] for t in by_target.values()) == entry["n"]

@@ -320,6 +320,10 @@ def _transfer_metrics(model: LoadedModel, judges: Judges, test: Any, settings: E
             "n": len(outputs), "judge_acc": float(hits.mean()), "judge_other_kept": kept,
             "bleu_source": bleu.corpus_score(outputs, [sources]).score,
             "copied": float(np.mean([s == o for s, o in zip(sources, outputs)])),
+            # fluency: a transfer that fools the judge with repeated style words reads badly
+            # to the judge LM; the sources' perplexity is the level to read it against
+            "judge_lm_ppl": judges.perplexity(outputs),
+            "source_judge_lm_ppl": judges.perplexity(sources),
             "by_target": judged_by_target,  # each direction apart: accuracy, BLEU to source
         }
         if per_target:
