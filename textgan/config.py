@@ -273,6 +273,10 @@ class TrainConfig:
              "rewritten (z_x = posterior mean, attending to x with model.attention) with every "
              "attribute changed (c'), as style transfer does at test time (texar's simplified "
              "ctrl-gen; 0 = off, Hu et al. have none)", ge=0.0)
+    lambda_cycle: float = setting(
+        0.0, "weight of the cycle loss -log p(x | z~, c, x~): each real sentence read back from "
+             "its transfer x~ (with train.lambda_t's rewrites), so that what is not style "
+             "survives a transfer (back-translation; 0 = off)", ge=0.0)
     generated_batch_size: int = setting(
         0, "sentences generated per batch for the losses on generated text (D's term on hard "
            "samples; G's attribute, independence and transfer losses on soft sentences; 0 = as "

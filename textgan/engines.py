@@ -35,6 +35,7 @@ from textgan.models import (
     Memory,
     Posterior,
     drop_memory,
+    encode_soft_source,
     encode_source,
     apply_word_dropout,
     fill_missing,
@@ -164,7 +165,7 @@ def _unique_parameters(*modules: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 # Keys of the adversarial step's output (floats); warm-up iterations fill only the D part.
 TRAIN_OUTPUTS = ("d_loss", "d_real", "d_fake", "d_entropy", "d_acc_real", "d_acc_fake",
-                 "g_loss", "rec", "kl", "attr_c", "attr_z", "attr_t", "d_grad_norm",
+                 "g_loss", "rec", "kl", "attr_c", "attr_z", "attr_t", "cycle", "d_grad_norm",
                  "g_grad_norm", "e_grad_norm")
 
 
@@ -289,11 +290,12 @@ class AdversarialSteps:
                 embedded = encoder.embed_soft(soft.probs) * weights.unsqueeze(-1)
                 generated = encoder.encode_embeddings(embedded, soft.lengths)
                 attr_z = independence_loss(generated.mean, generated.logvar, z_prior)
-            attr_t = zero
-            if cfg.lambda_t > 0:
-                attr_t = self.transfer_loss(posterior, source, labels, soft_rows, tau, hard)
+            attr_t = cycle = zero
+            if cfg.lambda_t > 0 or cfg.lambda_cycle > 0:
+                attr_t, cycle = self.transfer_losses(batch, posterior, source, labels,
+                                                     soft_rows, tau, hard)
             loss = vae_loss + cfg.lambda_c * attr_c + cfg.lambda_z * attr_z \
-                + cfg.lambda_t * attr_t
+                + cfg.lambda_t * attr_t + cfg.lambda_cycle * cycle
 
         for name in ("g", "e"):
             self.optimizers[name].zero_grad(set_to_none=True)
@@ -304,26 +306,45 @@ class AdversarialSteps:
                  for name in ("g", "e")]
         for name in ("g", "e"):
             self.optimizers[name].step()
-        return dict(zip(("g_loss", "rec", "kl", "attr_c", "attr_z", "attr_t", "g_grad_norm",
-                         "e_grad_norm"),
+        return dict(zip(("g_loss", "rec", "kl", "attr_c", "attr_z", "attr_t", "cycle",
+                         "g_grad_norm", "e_grad_norm"),
                         (loss.detach(), rec.per_sentence.detach(), kl.raw.detach(),
-                         attr_c.detach(), attr_z.detach(), attr_t.detach(), *norms)))
+                         attr_c.detach(), attr_z.detach(), attr_t.detach(), cycle.detach(),
+                         *norms)))
 
-    def transfer_loss(self, posterior: Posterior, memory: Memory | None, labels: torch.Tensor,
-                      rows: int, tau: float, hard: bool) -> torch.Tensor:
-        """-log q_D(c' | G_tau(z_x, c', x)) of the first `rows` real sentences rewritten with
-        every attribute changed, as `textgan.sampling.transfer` rewrites them (z_x = the
-        posterior mean, the source as memory); D frozen, so it trains G (and E through z_x and
-        the memory)."""
+    def transfer_losses(self, batch: Batch, posterior: Posterior, memory: Memory | None,
+                        labels: torch.Tensor, rows: int, tau: float, hard: bool
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first `rows` real sentences x rewritten softly with every attribute changed (c'),
+        as `textgan.sampling.transfer` rewrites them (z_x = the posterior mean, x as memory):
+
+        - transfer: -log q_D(c' | x~), D frozen, so it trains G (and E through z_x and x);
+        - cycle: -log p(x | z~, c, x~), x read back from its rewrite (x~ encoded as E reads a
+          soft sentence, then attended to), so the words of x that are not style must survive
+          the rewrite (back-translation); it trains G through x~ and E and G through the read.
+        Each is computed only when its weight is above 0 (the other is then 0).
+        """
+        cfg, generator, encoder = self.cfg, self.generator, self.encoder
+        zero = torch.zeros((), device=self.device)
         targets = other_labels(labels[:rows], self.num_classes)
-        soft = soft_generate(self.generator, posterior.mean[:rows],
+        soft = soft_generate(generator, posterior.mean[:rows],
                              one_hot_code(targets, self.num_classes), max_len=self.max_len,
-                             tau=tau, kind=self.cfg.relaxation, hard=hard,
+                             tau=tau, kind=cfg.relaxation, hard=hard,
                              memory=select_memory(memory, slice(0, rows)))
-        weights = position_weights(soft, self.cfg.soft_mask)
-        with frozen(self.discriminator), eval_mode(self.discriminator):
-            return attribute_loss(self.discriminator.forward_soft(soft.probs, weights),
-                                  targets).total
+        weights = position_weights(soft, cfg.soft_mask)
+        transfer = cycle = zero
+        if cfg.lambda_t > 0:
+            with frozen(self.discriminator), eval_mode(self.discriminator):
+                transfer = attribute_loss(self.discriminator.forward_soft(soft.probs, weights),
+                                          targets).total
+        if cfg.lambda_cycle > 0:
+            embedded = encoder.embed_soft(soft.probs) * weights.unsqueeze(-1)
+            back, back_memory = encode_soft_source(encoder, generator, embedded, soft.lengths)
+            tokens, lengths = batch.tokens[:rows], batch.lengths[:rows]
+            logits = generator(generator.teacher_inputs(tokens), back.mean,
+                               one_hot_code(labels[:rows], self.num_classes), back_memory)
+            cycle = reconstruction_loss(logits, tokens, lengths).per_sentence
+        return transfer, cycle
 
 
 def generated_rows(batch_size: int, generated_batch_size: int) -> int:

@@ -16,7 +16,8 @@ from typing import NamedTuple
 from torch import nn
 
 from textgan.config import ModelConfig
-from textgan.models.attention import Memory, drop_memory, encode_source, select_memory
+from textgan.models.attention import (Memory, drop_memory, encode_soft_source, encode_source,
+                                      select_memory)
 from textgan.models.code import (code_dim, code_offsets, fill_missing, one_hot_code, sample_code,
                                  split_code)
 from textgan.models.discriminator import Discriminator, hard_weights
@@ -62,7 +63,7 @@ def vae_parameters(vae: VAE) -> list[nn.Parameter]:
 __all__ = [
     "RELAXATIONS", "SOFT_MASKS", "SoftSentence", "alive_weights", "gumbel_noise",
     "position_weights", "relax", "soft_generate", "straight_through",
-    "Memory", "drop_memory", "encode_source", "select_memory",
+    "Memory", "drop_memory", "encode_soft_source", "encode_source", "select_memory",
     "VAE", "Decoded", "Discriminator", "Encoder", "Generator", "Posterior", "Step",
     "apply_word_dropout", "build_vae", "choose_next", "code_dim", "code_offsets", "fill_missing",
     "filter_top_k", "filter_top_p", "hard_weights", "make_embedding", "one_hot_code",

@@ -107,3 +107,13 @@ def encode_source(encoder: Any, generator: Any, tokens: Tensor, lengths: Tensor,
         return encoder(tokens, packing_lengths), None
     posterior, states = encoder.encode_with_states(tokens, packing_lengths)
     return posterior, generator.memory(states, length_mask(lengths, tokens.shape[1]))
+
+
+def encode_soft_source(encoder: Any, generator: Any, embedded: Tensor, lengths: Tensor
+                       ) -> tuple[Any, Memory | None]:
+    """`encode_source` for a soft sentence given as embeddings (B, T, E) (probabilities times
+    the table, weighted by position), read up to lengths (B,) (its hard reading's end)."""
+    if generator.attention is None:
+        return encoder.encode_embeddings(embedded, lengths), None
+    posterior, states = encoder.encode_embeddings_with_states(embedded, lengths)
+    return posterior, generator.memory(states, length_mask(lengths, embedded.shape[1]))

@@ -106,6 +106,11 @@ class Encoder(nn.Module):
         row's end: the memory a generator with attention reads (`textgan.models.attention`)."""
         return self._encode(self.embed(tokens), lengths, with_states=True)
 
+    def encode_embeddings_with_states(self, embedded: Tensor, lengths: Tensor
+                                      ) -> tuple[Posterior, Tensor]:
+        """`encode_with_states` from embeddings (B, T, E), e.g. a soft sentence's."""
+        return self._encode(embedded, lengths, with_states=True)
+
     def encode_embeddings(self, embedded: Tensor, lengths: Tensor | None) -> Posterior:
         """Embeddings (B, T, E) -> q(z|x), reading row b up to lengths[b] only.
 
