@@ -175,19 +175,24 @@ def tiny_attentive_config(**train) -> Config:
     return cfg
 
 
-def test_the_transfer_loss_trains_the_generator_and_encoder_and_spares_the_discriminator():
+def labelled_batch():
+    """Four labelled sentences in tiny_models' ids (PAD 0, EOS 3, words 4..29)."""
     from textgan.data import Batch
 
-    cfg = tiny_attentive_config(lambda_t=1.0, lambda_c=0.0, lambda_z=0.0, generated_batch_size=3)
-    steps, vae, disc = adversarial_steps(cfg)
     lengths = torch.tensor([5, 6, 4, 7])
-    tokens = torch.zeros(4, 7, dtype=torch.long)  # tiny_models' ids: PAD 0, EOS 3, words 4..29
+    tokens = torch.zeros(4, 7, dtype=torch.long)
     for row, n in enumerate(lengths.tolist()):
         tokens[row, :n - 1] = torch.randint(4, 30, (n - 1,))
         tokens[row, n - 1] = 3
     labels = torch.tensor([[0, 1], [1, 0], [0, 0], [1, 1]])
-    batch = Batch(tokens=tokens, lengths=lengths, labels=labels,
-                  label_mask=torch.ones_like(labels, dtype=torch.bool))
+    return Batch(tokens=tokens, lengths=lengths, labels=labels,
+                 label_mask=torch.ones_like(labels, dtype=torch.bool))
+
+
+def test_the_transfer_loss_trains_the_generator_and_encoder_and_spares_the_discriminator():
+    cfg = tiny_attentive_config(lambda_t=1.0, lambda_c=0.0, lambda_z=0.0, generated_batch_size=3)
+    steps, vae, disc = adversarial_steps(cfg)
+    batch = labelled_batch()
     before = {name: p.detach().clone() for name, p in disc.named_parameters()}
     out = steps.generator_step(batch, tau=1.0, hard=False)
     assert out["attr_t"].item() > 0
@@ -196,20 +201,12 @@ def test_the_transfer_loss_trains_the_generator_and_encoder_and_spares_the_discr
 
 
 def test_the_cycle_loss_reads_each_sentence_back_from_its_transfer():
-    from textgan.data import Batch
-
     cfg = tiny_attentive_config(lambda_t=0.0, lambda_cycle=1.0, lambda_c=0.0, lambda_z=0.0,
                                 generated_batch_size=3)
     steps, vae, disc = adversarial_steps(cfg)
     torch.manual_seed(0)
-    lengths = torch.tensor([5, 6, 4, 7])
-    tokens = torch.zeros(4, 7, dtype=torch.long)  # tiny_models' ids: PAD 0, EOS 3, words 4..29
-    for row, n in enumerate(lengths.tolist()):
-        tokens[row, :n - 1] = torch.randint(4, 30, (n - 1,))
-        tokens[row, n - 1] = 3
-    labels = torch.tensor([[0, 1], [1, 0], [0, 0], [1, 1]])
-    batch = Batch(tokens=tokens, lengths=lengths, labels=labels,
-                  label_mask=torch.ones_like(labels, dtype=torch.bool))
+    batch = labelled_batch()
+    tokens, lengths, labels = batch.tokens, batch.lengths, batch.labels
     posterior, source = encode_source(vae.encoder, vae.generator, tokens, lengths)
     transfer, cycle = steps.transfer_losses(batch, posterior, source, labels, 3, 1.0, False)
     assert transfer.item() == 0.0  # lambda_t = 0: not computed

@@ -8,7 +8,7 @@ A run folder (`checkpoints/<name>/` by default) holds
                          and best_checkpoint_<iteration>_<score>.pt
     tb/<stage>/          TensorBoard events
 
-Every checkpoint holds the full state of ARCHITECTURE.md section 3: the stage's models,
+Every checkpoint holds the full state needed for an exact resume: the stage's models,
 optimizers, schedulers and engine (passed in `to_save`), plus `meta` (format version, stage,
 resolved config, tokenizer bytes and sha256, attribute classes) and `rng` (python, numpy, torch,
 cuda generator states). It holds only tensors and plain containers, so it loads with

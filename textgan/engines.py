@@ -71,18 +71,6 @@ def style_labels(batch: Batch, num_classes: Sequence[int], source: str) -> torch
     return sample_code(batch.tokens.shape[0], num_classes, device=batch.tokens.device)
 
 
-def training_source(encoder: Encoder, generator: Generator, batch: Batch
-                    ) -> tuple[Posterior, Memory | None]:
-    """q(z|x) of a training batch and, for a generator with attention, its memory with
-    `model.memory_dropout` of the rows forgotten (drawn from the global stream, so a resumed
-    run draws the same rows)."""
-    posterior, memory = encode_source(encoder, generator, batch.tokens, batch.lengths,
-                                      batch.host_lengths)
-    if memory is not None:
-        memory = drop_memory(memory, generator.memory_dropout)
-    return posterior, memory
-
-
 def create_pretrain_trainer(encoder: Encoder, generator: Generator,
                             optimizer: torch.optim.Optimizer, *, cfg: PretrainConfig,
                             num_classes: Sequence[int], unk_id: int, pad_id: int, bos_id: int,
@@ -99,7 +87,11 @@ def create_pretrain_trainer(encoder: Encoder, generator: Generator,
         batch = batch.to(device, non_blocking=True)
 
         with mixed_precision(device, cfg.precision):
-            posterior, memory = training_source(encoder, generator, batch)
+            # the source's memory with model.memory_dropout of its rows forgotten (drawn from
+            # the global stream, so a resumed run draws the same rows); None without attention
+            posterior, source = encode_source(encoder, generator, batch.tokens, batch.lengths,
+                                              batch.host_lengths)
+            memory = drop_memory(source, generator.memory_dropout)
             z = reparameterize(posterior)  # (B, Z), noise drawn per sentence
             c = one_hot_code(style_labels(batch, num_classes, cfg.code_source), num_classes)
             inputs = apply_word_dropout(generator.teacher_inputs(batch.tokens),
@@ -263,7 +255,7 @@ class AdversarialSteps:
             # the whole memory is the transfer loss's; the VAE loss forgets some rows of it
             posterior, source = encode_source(encoder, generator, batch.tokens, batch.lengths,
                                               batch.host_lengths)
-            memory = None if source is None else drop_memory(source, generator.memory_dropout)
+            memory = drop_memory(source, generator.memory_dropout)
             z = reparameterize(posterior)
             inputs = apply_word_dropout(generator.teacher_inputs(batch.tokens), cfg.word_dropout,
                                         unk_id=self.unk_id, pad_id=self.pad_id, bos_id=self.bos_id)

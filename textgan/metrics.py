@@ -16,7 +16,7 @@ same values the evaluator would pass. Conventions: `B` sentences, `T` time steps
 vocabulary, `Z` latent dimensions.
 
 Distributed safety: tensor state lives on the metric's `device` and is summed across processes
-by `sync_all_reduce` before `compute()` (LIBRARY-NOTES 1.4). Sums are kept in float64 (float32
+by ignite's `sync_all_reduce` before `compute()`. Sums are kept in float64 (float32
 on MPS, which has no float64): a validation set of 10^5 sentences x 15 tokens accumulates
 ~10^6 NLL terms, and float32 would lose the last digits that tell two epochs apart. BLEU
 needs the strings themselves; it gathers them with `idist.all_gather` (every process then
@@ -370,7 +370,7 @@ class CorpusBLEU(Metric):
 
     Output keys: hypotheses, references: lists of detokenized strings, parallel. Uses the BLEU
     object API with one reference stream. `signature` (a str, None before the first compute)
-    must go with every reported number (ARCHITECTURE 4).
+    must go with every reported number: a BLEU score means nothing without its settings.
 
     Settings and why:
     - tokenize="13a" (sacrebleu's default) on the text `Tokenizer.decode` returns; use "none"

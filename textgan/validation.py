@@ -199,7 +199,7 @@ def create_vae_evaluator(encoder: Encoder, generator: Generator, *, tokenizer: T
         # After bleu's own EPOCH_COMPLETED handler (registered above), which sets it.
         engine.state.bleu_signature = bleu.signature
         if bleu.signature is not None and not logged_signature:
-            # Once per evaluator: every reported BLEU must name its signature (ARCHITECTURE 4).
+            # Once per evaluator: every reported BLEU must name its signature.
             logger.info("validation BLEU (reconstruction vs input): %s", bleu.signature)
             logged_signature.append(bleu.signature)
 

@@ -1,7 +1,7 @@
 """Fetch the Yelp sentiment corpus of Shen et al. 2017 into a folder textgan reads as data.source.
 
     fetch_yelp("corpora/yelp")                                   # download from GitHub
-    fetch_yelp("corpora/yelp", source="../shared/corpora/yelp")  # copy an offline copy
+    fetch_yelp("corpora/yelp", source="/data/yelp-copy")         # copy an offline copy
 
 The files are `sentiment.{train,dev,test}.{0,1}` (one sentence per line, class 0 negative, 1
 positive) of github.com/shentianxiao/language-style-transfer, data/yelp, under Apache-2.0.

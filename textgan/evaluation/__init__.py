@@ -1,4 +1,4 @@
-"""Evaluation of generated text, one module per concern (ARCHITECTURE.md section 4).
+"""Evaluation of generated text, one module per concern.
 
     from textgan.evaluation import self_bleu, set_bleu, distinct, novelty  # diversity.py
     self_bleu(samples, max_ngram_order=4).score    # leave-one-out self-BLEU-4, 0-100

@@ -5,7 +5,7 @@
     judges.perplexity(sentences)                   # corpus-level per-token perplexity, EOS included
     judges.sentence_nll(sentences)                 # LMScores(nll (N,) nats, tokens (N,))
 
-Why separate models (ARCHITECTURE.md section 4): the generator is trained to satisfy the
+Why separate models: the generator is trained to satisfy the
 project's own discriminator, so that discriminator's accuracy on generated text measures how
 well G fools D, not whether the style came out. The style judge is therefore another model
 family -- hashed unigrams and bigrams of token ids, mean-pooled and fed to one linear head per

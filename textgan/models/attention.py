@@ -67,16 +67,18 @@ class Attention(nn.Module):
         return torch.tanh(self.combine(torch.cat([outputs, context.to(outputs.dtype)], dim=-1)))
 
 
-def drop_memory(memory: Memory, rate: float, *, generator: torch.Generator | None = None
-                ) -> Memory:
+def drop_memory(memory: Memory | None, rate: float, *,
+                generator: torch.Generator | None = None) -> Memory | None:
     """Memory with each row forgotten with probability `rate` (its context becomes zero).
 
     Zeroed keys give every position the same score, and zeroed values make the context zero:
     the row is decoded as if there were no source (`memory=None`), so the generator keeps
     learning to write from [z; c] alone, which is how it samples from the prior. The mask is
     kept, so no row is ever all masked (a softmax over nothing). rate 0 returns `memory` itself
-    and draws no random numbers.
+    and draws no random numbers; so does a missing memory (None: a generator without attention).
     """
+    if memory is None:
+        return None
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"memory dropout rate must lie in [0, 1], got {rate}")
     if rate == 0.0:
