@@ -175,6 +175,12 @@ class ModelConfig:
         False, "output layer = a projection to embedding_dim times the word embedding table "
                "(Press & Wolf 2017): fewer parameters and, at vocabularies of thousands, about "
                "half the cost of the largest matrix product per token")
+    style_marker_salience: float = setting(
+        0.0, "hide the words that give the style away from the encoder (read as <unk>), so z and "
+             "the attention memory hold the content and the generator writes the style words "
+             "from c (Li et al. 2018): a word is hidden when (count in a class + 1) / (count in "
+             "the other classes + 1) reaches this over the labelled training sentences; 0 = off",
+        ge=0.0)
 
 
 @dataclass

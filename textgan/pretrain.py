@@ -45,9 +45,10 @@ from textgan.handlers import (
     attach_time_limit,
     markdown_table,
 )
-from textgan.models import build_vae, code_dim, vae_parameters
+from textgan.models import Encoder, build_vae, code_dim, vae_parameters
+from textgan.models.markers import salient_tokens
 from textgan.optim import build_optimizer
-from textgan.prepare import prepare_data
+from textgan.prepare import PreparedData, prepare_data
 from textgan.sampling import LoadedModel, sample_by_style, style_label
 from textgan.schedules import (
     KL_WEIGHT,
@@ -68,6 +69,7 @@ from textgan.stage import (
     validation_loader,
     write_hparams,
 )
+from textgan.tokenizer import Tokenizer
 from textgan.validation import create_vae_evaluator
 
 log = logging.getLogger("textgan.pretrain")
@@ -88,6 +90,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return parallel.launch(run, args, overrides)
 
 
+def hide_style_markers(encoder: Encoder, data: PreparedData, threshold: float,
+                       tokenizer: Tokenizer) -> None:
+    """Choose the encoder's style markers from the labelled training sentences (a resumed run
+    then restores the same ones from its checkpoint) and say which they are."""
+    markers = salient_tokens(data.splits["train"], data.attribute_names, data.num_classes,
+                             vocab_size=tokenizer.vocab_size, threshold=threshold)
+    encoder.set_style_markers(markers)
+    hidden = markers.nonzero().flatten().tolist()
+    log.info("style markers: %d of %d tokens hidden from the encoder (salience >= %g), e.g. %s",
+             len(hidden), tokenizer.vocab_size, threshold,
+             " ".join(tokenizer.id_to_piece(i) for i in hidden[:12]) or "none")
+
+
 def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
     """The stage in one process (of one or several: see textgan.parallel)."""
     paths, cfg, device = open_run(args, overrides, STAGE_SECTIONS[STAGE])
@@ -98,6 +113,8 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
     tokenizer, num_classes = data.tokenizer, data.num_classes
     vae = build_vae(cfg.model, vocab_size=tokenizer.vocab_size, code_dim=code_dim(num_classes),
                     pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
+    if cfg.model.style_marker_salience > 0:
+        hide_style_markers(vae.encoder, data, cfg.model.style_marker_salience, tokenizer)
     model = nn.ModuleDict({"encoder": vae.encoder, "generator": vae.generator}).to(device)
     seed_processes(cfg.seed, model)
     optimizer = build_optimizer(vae_parameters(vae), cfg.pretrain)

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from textgan.config import ModelConfig
+from textgan.models.markers import mask_soft, mask_tokens
 
 
 class Posterior(NamedTuple):
@@ -88,13 +89,34 @@ class Encoder(nn.Module):
                           dropout=gru_dropout(cfg.dropout, cfg.encoder_layers))
         # One projection to [mean; logvar], split afterwards: one matmul instead of two.
         self.to_posterior = nn.Linear(self.num_directions * cfg.hidden_dim, 2 * cfg.z_dim)
+        # model.style_marker_salience: the words hidden from this encoder (textgan.models.markers),
+        # chosen from the training split when pretraining starts and saved with the weights
+        self.register_buffer(
+            "style_markers",
+            torch.zeros(vocab_size, dtype=torch.bool) if cfg.style_marker_salience > 0 else None)
+
+    def set_style_markers(self, markers: Tensor) -> None:
+        """The tokens (V,) bool this encoder reads as <unk> (model.style_marker_salience)."""
+        if self.style_markers is None:
+            raise ValueError("this encoder hides no style markers (model.style_marker_salience "
+                             "= 0)")
+        if markers.shape != self.style_markers.shape:
+            raise ValueError(f"style markers must be ({self.style_markers.shape[0]},) bool, got "
+                             f"{tuple(markers.shape)}")
+        self.style_markers.copy_(markers)
 
     def embed(self, tokens: Tensor) -> Tensor:
-        """Token ids (B, T) -> embeddings (B, T, E); dropout is applied in encode_embeddings."""
+        """Token ids (B, T) -> embeddings (B, T, E), style markers read as <unk>; dropout is
+        applied in encode_embeddings."""
+        if self.style_markers is not None:
+            tokens = mask_tokens(tokens, self.style_markers)
         return self.embedding(tokens)
 
     def embed_soft(self, probs: Tensor) -> Tensor:
-        """Per-position distributions over the vocabulary (B, T, V) -> expected embeddings."""
+        """Per-position distributions over the vocabulary (B, T, V) -> expected embeddings, the
+        mass on style markers read as <unk>."""
+        if self.style_markers is not None:
+            probs = mask_soft(probs, self.style_markers)
         return probs @ self.embedding.weight  # (B, T, E)
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Posterior:
