@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -261,17 +262,22 @@ def test_a_replaced_tokenizer_file_is_refused(trained, tmp_path):
         load_for_inference(run / "pretrain" / trained["checkpoint"].name)
 
 
+def whole_file(path):
+    """A file that ends as a whole checkpoint does (a zip end record); an empty one is damaged."""
+    zipfile.ZipFile(path, "w").close()
+
+
 def test_find_checkpoint_prefers_train_then_pretrain_latest_then_best(tmp_path):
     run = tmp_path / "run"
     (run / "pretrain").mkdir(parents=True)
     (run / "train").mkdir()
-    (run / "pretrain/best_checkpoint_100_elbo=-30.5.pt").touch()
+    whole_file(run / "pretrain/best_checkpoint_100_elbo=-30.5.pt")
     assert find_checkpoint(run) == run / "pretrain/best_checkpoint_100_elbo=-30.5.pt"
     for name in ("pretrain/pretrain_checkpoint_10.pt", "pretrain/pretrain_checkpoint_200.pt"):
-        (run / name).touch()
+        whole_file(run / name)
     assert find_checkpoint(run) == run / "pretrain/pretrain_checkpoint_200.pt"
     for name in ("train/train_checkpoint_9.pt", "train/train_checkpoint_12.pt"):
-        (run / name).touch()
+        whole_file(run / name)
     assert find_checkpoint(run) == run / "train/train_checkpoint_12.pt"
 
 

@@ -12,6 +12,7 @@ Ctrl-C into exit status 130, instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -85,13 +86,16 @@ def parse_config_args(parser: argparse.ArgumentParser,
 
 
 def resolve_run_config(args: argparse.Namespace, overrides: Sequence[str], saved_path: Path,
-                       sections: Sequence[str] | None = None) -> tuple[Config, bool]:
+                       sections: Sequence[str] | None = None, *,
+                       seeded_from: str | None = None) -> tuple[Config, bool]:
     """The config of a run; (config, resumed). A run folder's saved config is the base.
 
     Without a saved config: preset -> --config -> overrides. With one, the saved config plus the
     overrides, or the explicitly given preset/--config; either way only runtime keys (epochs,
     time limits, caches) may differ from what the folder was created with, within `sections`
-    (the sections the calling stage is built from; None = all).
+    (the sections the calling stage is built from; None = all). `seeded_from`: the saved config
+    was copied just now from this checkpoint (train --from into a new folder), which is what
+    a refusal then names.
     """
     if not saved_path.is_file():
         return load_config(args.preset or "default", args.config, overrides), False
@@ -105,6 +109,12 @@ def resolve_run_config(args: argparse.Namespace, overrides: Sequence[str], saved
         validate(candidate)
     differences = config_differences(config_to_dict(saved), config_to_dict(candidate),
                                      ignore=runtime_keys(), sections=sections)
+    if differences and seeded_from:
+        raise ConfigError(
+            f"{seeded_from} was pretrained with another config than the one given here:\n  "
+            + "\n  ".join(differences)
+            + "\nwith --from, the checkpoint's config is used: leave out --preset and --config "
+              "(overrides of runtime keys and of the train section may stay)")
     if differences:
         raise ConfigError(
             f"the run folder {saved_path.parent} was created with another config:\n  "
@@ -122,12 +132,35 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # ignite logs the exception that ends a run as an error with the exception's text; Ctrl-C's
-    # has none, which printed a bare "...due to exception: " line before our own message
-    logging.getLogger("ignite.engine.engine.Engine").addFilter(_not_a_bare_interrupt)
+    # has none, which printed a bare "...due to exception: " line before our own message, and a
+    # user's error (a full disk during a checkpoint) was printed once per engine, then by us
+    logging.getLogger("ignite.engine.engine.Engine").addFilter(_not_ours_to_report)
 
 
-def _not_a_bare_interrupt(record: logging.LogRecord) -> bool:
-    return record.getMessage() != "Engine run is terminating due to exception: "
+def _not_ours_to_report(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    if message == "Engine run is terminating due to exception: ":
+        return False
+    # ignite logs from inside its `except` block: the exception being handled is the one named
+    return not (message.startswith("Engine run is terminating due to exception: ")
+                and isinstance(sys.exc_info()[1], (TextganError, OSError)))
+
+
+FILE_SYSTEM_ERRORS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC,
+                                errno.EDQUOT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+                                errno.ENAMETOOLONG})
+
+
+def describe_os_error(error: OSError) -> str:
+    """An OSError of a path as one line: what, where, and what to do."""
+    where = error.filename if error.filename2 is None else f"{error.filename} -> {error.filename2}"
+    fixes = {errno.EROFS: "the file system is read-only: use a --run-dir on a writable disk",
+             errno.EACCES: "check the permissions, or use another --run-dir",
+             errno.EPERM: "check the permissions, or use another --run-dir",
+             errno.ENOSPC: "free some space and run the same command again",
+             errno.EDQUOT: "free some space and run the same command again"}
+    fix = fixes.get(error.errno, "check the path, or use another --run-dir")
+    return f"{(error.strerror or str(error)).lower()}: {where}; {fix}"
 
 
 def run_main(main: Callable[[Sequence[str] | None], Any]) -> None:
@@ -137,6 +170,13 @@ def run_main(main: Callable[[Sequence[str] | None], Any]) -> None:
         main(sys.argv[1:])
     except TextganError as error:
         sys.stderr.write(f"error: {error}\n")
+        sys.exit(2)
+    except OSError as error:
+        # The file system refused (read-only, permissions, full disk, a file where a folder
+        # should be): the user's to fix, named by path. Other OSErrors keep their traceback.
+        if error.errno not in FILE_SYSTEM_ERRORS or not error.filename:
+            raise
+        sys.stderr.write(f"error: {describe_os_error(error)}\n")
         sys.exit(2)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

@@ -32,3 +32,16 @@ class SamplingError(TextganError):
 
 class CompileError(TextganError):
     """torch.compile could not build a compiled step (no C++ compiler, no triton, ...)."""
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint file that cannot be read back: empty, truncated or otherwise corrupt."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        super().__init__(f"{path} is not a readable textgan checkpoint: {problem}")
+        self.problem = problem
+
+
+class RunFolderError(TextganError):
+    """A run folder that cannot be used: not a folder, not writable, full, or in use by
+    another process."""

@@ -108,11 +108,11 @@ def launch(worker: Callable[..., Any], args: Any, *worker_args: Any) -> Any:
     if launched_by_torchrun():
         idist.initialize(backend)
         try:
-            return worker(args, *worker_args)
+            return _run_worker(worker, args, *worker_args)
         finally:
             idist.finalize()
     if nproc == 1:
-        return worker(args, *worker_args)
+        return _run_worker(worker, args, *worker_args)
     with tempfile.TemporaryDirectory(prefix="textgan-launch-") as folder:
         result_file = Path(folder) / "result.pt"
         try:
@@ -133,9 +133,30 @@ def _spawned(local_rank: int, worker: Callable[..., Any], result_file: Path,
         # N processes with torch's default of one thread per core would oversubscribe the CPU
         # N-fold (torchrun sets OMP_NUM_THREADS=1 for the same reason)
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // idist.get_nproc_per_node()))
-    result = worker(*worker_args)
+    result = _run_worker(worker, *worker_args)
     if is_main_process():
         torch.save(result, result_file)
+
+
+# Callbacks for the end of this process's worker, e.g. the run folder's lock (textgan.stage).
+_at_worker_exit: list[Callable[[bool], None]] = []
+
+
+def at_worker_exit(callback: Callable[[bool], None]) -> None:
+    """Call `callback(failed)` when the worker running in this process returns or raises:
+    what a stage holds for its whole run is let go there, in whichever process took it."""
+    _at_worker_exit.append(callback)
+
+
+def _run_worker(worker: Callable[..., Any], *worker_args: Any) -> Any:
+    failed = True
+    try:
+        result = worker(*worker_args)
+        failed = False
+        return result
+    finally:
+        while _at_worker_exit:
+            _at_worker_exit.pop()(failed)
 
 
 def _user_error(error: Exception) -> Exception:

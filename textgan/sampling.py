@@ -64,15 +64,24 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
-from textgan.checkpoint import RunPaths, best_checkpoint, latest_checkpoint, read_checkpoint
+from textgan.checkpoint import (
+    Damaged,
+    RunPaths,
+    best_checkpoint,
+    damaged_checkpoints,
+    latest_checkpoint,
+    read_checkpoint,
+    set_aside_damaged,
+    warn_damaged,
+)
 from textgan.config import Config, config_from_dict
-from textgan.errors import CheckpointError, SamplingError, TokenizerError
+from textgan.errors import CheckpointError, DamagedCheckpointError, SamplingError, TokenizerError
 from textgan.models import (Discriminator, Encoder, Generator, Memory, build_vae, code_dim,
                              encode_source, fill_missing, one_hot_code, select_memory)
 from textgan.models.generator import check_decoding
@@ -134,7 +143,11 @@ class LoadedModel:
 
 
 def find_checkpoint(run_dir: str | Path) -> Path:
-    """The checkpoint a run folder stands for: train newest > pretrain newest > pretrain best."""
+    """The checkpoint a run folder stands for: train newest > pretrain newest > pretrain best.
+
+    Checkpoints cut short (empty, truncated) are set aside with a warning naming the one used
+    instead (`textgan.checkpoint.latest_checkpoint`).
+    """
     root = Path(run_dir)
     if not root.exists():
         raise CheckpointError(f"run folder not found: {root}")
@@ -145,9 +158,22 @@ def find_checkpoint(run_dir: str | Path) -> Path:
     # Where training ended, as `python -m textgan.train` starts from: with a KL weight below 1
     # the best validation ELBO (beta = 1) is an early epoch while reconstruction and samples
     # keep improving (NOTES.md, experiment D). Pass a best_checkpoint_*.pt file to use it.
-    found = (latest_checkpoint(train_dir, TRAIN_STAGE)
-             or latest_checkpoint(pretrain_dir, PRETRAIN_STAGE) or best_checkpoint(pretrain_dir))
+    damaged: list[Damaged] = []  # set aside on the way, named with the file used instead
+    found = (latest_checkpoint(train_dir, TRAIN_STAGE, damaged=damaged)
+             or latest_checkpoint(pretrain_dir, PRETRAIN_STAGE, damaged=damaged)
+             or best_checkpoint(pretrain_dir, damaged=damaged))
+    if damaged:
+        warn_damaged(damaged, f"using {found}, the newest intact checkpoint" if found else
+                     f"no intact checkpoint is left in {root}")
     if found is None:
+        unreadable = [path.name for folder, stage in ((train_dir, TRAIN_STAGE),
+                                                      (pretrain_dir, PRETRAIN_STAGE))
+                      for pattern in (f"{stage}_checkpoint_*", "best_checkpoint_*")
+                      for path in damaged_checkpoints(folder, pattern)]
+        if unreadable:
+            raise CheckpointError(
+                f"no intact checkpoint in the run folder {root}: {', '.join(unreadable)} "
+                "cannot be read; train again with the same --run-dir after moving them away")
         raise CheckpointError(
             f"no checkpoint in the run folder {root}: looked for "
             f"{TRAIN_STAGE}/{TRAIN_STAGE}_checkpoint_*.pt, "
@@ -155,6 +181,20 @@ def find_checkpoint(run_dir: str | Path) -> Path:
             f"{PRETRAIN_STAGE}/best_checkpoint_*.pt (train one with "
             f"`python -m textgan.pretrain --run-dir {root}`)")
     return found
+
+
+def _read_run_folder(run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint `find_checkpoint` picks and its state; one that looks whole but does not
+    load is set aside like a truncated one, and the next is tried."""
+    damaged: Damaged | None = None
+    while True:
+        checkpoint = find_checkpoint(run_dir)
+        if damaged is not None:
+            warn_damaged([damaged], f"using {checkpoint}, the newest intact checkpoint")
+        try:
+            return checkpoint, read_checkpoint(checkpoint)
+        except DamagedCheckpointError as error:
+            damaged = set_aside_damaged(checkpoint, error.problem)
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -186,11 +226,11 @@ def load_for_inference(path: str | Path, *, device: str | torch.device = "cpu",
     path = Path(path)
     # A missing path that is not a .pt file was meant as a run folder: say so in the error.
     if path.is_dir() or (not path.exists() and path.suffix != ".pt"):
-        checkpoint = find_checkpoint(path)
+        checkpoint, state = _read_run_folder(path)
         run_dir = path if run_dir is None else run_dir
-    else:
+    else:  # a file asked for by name is that file or an error, never another one
         checkpoint = path
-    state = read_checkpoint(checkpoint)
+        state = read_checkpoint(checkpoint)
     meta = state["meta"]
     stage = str(meta["stage"])
     if run_dir is None and checkpoint.parent.name in (PRETRAIN_STAGE, TRAIN_STAGE):

@@ -8,7 +8,11 @@ report is the same, and lives here.
 from __future__ import annotations
 
 import argparse
+import atexit
+import dataclasses
+import errno
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,17 +28,19 @@ from torch.utils.data import DataLoader
 from textgan import parallel
 
 from textgan.checkpoint import (
+    RunLock,
     RunPaths,
     default_run_dir,
     best_checkpoint,
     check_compatible,
     forget_missing_files,
     latest_checkpoint,
-    read_checkpoint,
+    read_latest_checkpoint,
     restore,
 )
 from textgan.cli import resolve_run_config
-from textgan.config import Config, config_to_dict, save_config
+from textgan.config import Config, config_to_dict, read_config, save_config
+from textgan.errors import RunFolderError
 from textgan.data import fixed_sample, make_loader
 
 log = logging.getLogger(__name__)
@@ -52,16 +58,185 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_paths(args: argparse.Namespace) -> RunPaths:
-    return RunPaths(Path(args.run_dir) if args.run_dir else default_run_dir(args.preset or
-                                                                             "default"))
+    """The run folder of a command. The first call for a command also notes what the folder
+    held before the command touched it (`FolderBefore`, kept on args, so the processes a
+    launcher spawns get it too): a start that fails removes only what it added."""
+    paths = RunPaths(Path(args.run_dir) if args.run_dir else default_run_dir(args.preset or
+                                                                              "default"))
+    if getattr(args, "run_folder_before", None) is None:
+        args.run_folder_before = FolderBefore.of(paths.root)
+    return paths
+
+
+# What a stage writes into its run folder before its inputs are known good (config.toml only
+# with train --from, which seeds a new folder from the checkpoint). A start that fails before
+# then removes those of them it added, and the folders it created if they are left empty.
+_START_FILES = ("config.toml", "tokenizer.model", "tokenizer.sha256", "tokenizer.model.tmp",
+                "tokenizer.sha256.tmp")
+_START_FOLDERS = ("pretrain", "train", "tb")
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderBefore:
+    """A run folder as a command found it: whether it existed, its entries, and the folders
+    above it that did not exist yet (created with it)."""
+
+    existed: bool
+    entries: frozenset[str]
+    missing_parents: tuple[Path, ...]
+
+    @classmethod
+    def of(cls, root: Path) -> FolderBefore:
+        try:
+            entries = frozenset(os.listdir(root)) if root.is_dir() else frozenset()
+        except OSError:  # unreadable: as if it held them all, so that none is ever removed
+            return cls(True, frozenset(_START_FILES + _START_FOLDERS), ())
+        missing, parent = [], root.parent
+        while parent != parent.parent and not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        return cls(root.is_dir(), entries, tuple(missing))
+
+
+# Errors of a folder that may be read but not written: a finished stage can still say so.
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class RunStart:
+    """The main process's stage in its run folder, from `open_run` to the end of the stage.
+
+    It holds the folder's lock, and knows whether the start is committed: `resume` commits it
+    once the corpus, tokenizer, networks and checkpoint have all been found good, and only then
+    writes config.toml (only when it changed, so a read-only finished run still reports). A
+    start that fails before its commit removes what it added (`FolderBefore`), so fixing the
+    mistake and running the same command again starts afresh, as if the first never happened.
+    """
+
+    def __init__(self, paths: RunPaths, before: FolderBefore) -> None:
+        self.paths, self.before = paths, before
+        self.lock = RunLock(paths.lock)
+        self.committed = False
+        self.read_only: OSError | None = None
+
+    def open(self) -> None:
+        root = self.paths.root
+        if root.exists() and not root.is_dir():
+            raise RunFolderError(f"--run-dir {root} is a file, not a folder; give a folder "
+                                 "path (it is created if missing)")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RunFolderError(_cannot_create(root, error)) from None
+        try:
+            self.lock.acquire()
+        except OSError as error:
+            if error.errno not in _READ_ONLY or not self.before.existed:
+                raise RunFolderError(f"cannot write in the run folder {root}: "
+                                     f"{error.strerror or error}; choose a writable --run-dir") \
+                    from None
+            # nobody can write here, so nobody needs locking out; a finished stage can still
+            # report, and one with work left stops in `is_finished`
+            self.read_only = error
+            log.info("run folder %s is read-only (%s): only a finished stage can run here",
+                     root, error.strerror)
+
+    def commit(self, cfg: Config) -> None:
+        """The inputs are good: save the config (when it differs from the folder's)."""
+        path = self.paths.config
+        unchanged = path.is_file() and config_to_dict(read_config(path)) == config_to_dict(cfg)
+        # read-only: `is_finished` refuses the stage unless it has nothing left to do
+        if not unchanged and not self.read_only:
+            temporary = path.with_name(path.name + f".tmp-{os.getpid()}")
+            try:  # whole or not at all: an interrupted write must not leave half a config
+                save_config(cfg, temporary)
+                os.replace(temporary, path)
+            except OSError as error:
+                temporary.unlink(missing_ok=True)
+                raise RunFolderError(f"cannot write {path}: {error.strerror or error}") from None
+        self.committed = True
+
+    def close(self, failed: bool) -> None:
+        """Release the lock; a failed start first removes what it added."""
+        try:
+            if failed and not self.committed and self.lock.held:
+                self._undo()
+        finally:
+            self.lock.release()
+        if failed and not self.committed:
+            self.remove_created_folders()
+
+    def _undo(self) -> None:
+        root, before = self.paths.root, self.before
+        for name in _START_FILES:
+            if name not in before.entries:
+                (root / name).unlink(missing_ok=True)
+        for name in _START_FOLDERS:
+            if name not in before.entries:
+                _remove_empty_tree(root / name)
+
+    def remove_created_folders(self) -> None:
+        """The run folder and those above it, if this start created them and they are empty."""
+        if self.before.existed:
+            return
+        for folder in (self.paths.root, *self.before.missing_parents):
+            try:
+                folder.rmdir()  # only an empty folder: anything else in it stays
+            except OSError:
+                return
+
+
+def _remove_empty_tree(folder: Path) -> None:
+    """Remove folder and its subfolders if no file is anywhere inside."""
+    if not folder.is_dir():
+        return
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            _remove_empty_tree(child)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def _cannot_create(root: Path, error: OSError) -> str:
+    """Why a run folder cannot be made, naming the path at fault."""
+    existing = root.parent
+    while existing != existing.parent and not existing.exists():
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        return (f"cannot create the run folder {root}: {existing} is a file, not a folder; "
+                "choose another --run-dir")
+    reason = error.strerror or str(error)
+    if error.errno == errno.ENOENT:  # e.g. under /proc: the folder above exists but takes none
+        reason = f"{existing} does not take new folders ({reason})"
+    elif error.filename:
+        reason = f"{reason}: {error.filename}"
+    return f"cannot create the run folder {root}: {reason}; choose a --run-dir on a writable disk"
+
+
+# The stage this process runs (main process only): set by open_run, ended with the worker.
+_current: RunStart | None = None
+
+
+def _end_current(failed: bool) -> None:
+    global _current
+    start, _current = _current, None
+    if start is not None:
+        start.close(failed)
+
+
+# Normally the worker's end closes the start (parallel.at_worker_exit); this is for a stage
+# run outside parallel.launch.
+atexit.register(_end_current, True)
 
 
 def open_run(args: argparse.Namespace, overrides: Sequence[str],
              sections: Sequence[str]) -> tuple[RunPaths, Config, torch.device]:
     """What every process of a stage does first: its run folder, config and device.
 
-    Rank 0 resolves the config and saves it into the run folder first; the other processes
-    then read the same one. Only rank 0 logs progress.
+    The main process (rank 0) takes the run folder's lock and resolves the config; the others
+    then resolve the same one. Nothing is written to the folder until `resume` finds the
+    inputs good. Only rank 0 logs progress.
     """
     if not parallel.is_main_process():
         logging.getLogger("textgan").setLevel(logging.WARNING)
@@ -71,15 +246,36 @@ def open_run(args: argparse.Namespace, overrides: Sequence[str],
     paths = run_paths(args)
 
     def resolve() -> Config:
-        cfg, _ = resolve_run_config(args, overrides, paths.config, sections)
         if parallel.is_main_process():
-            save_config(cfg, paths.config)
+            _start(paths, args.run_folder_before)
+        seeded = getattr(args, "from_checkpoint", None) \
+            if "config.toml" not in args.run_folder_before.entries else None
+        cfg, _ = resolve_run_config(args, overrides, paths.config, sections, seeded_from=seeded)
         return cfg
 
     cfg = parallel.main_process_first(resolve)
     log.info("run folder: %s%s", paths.root, f" ({parallel.world_size()} processes)"
              if parallel.world_size() > 1 else "")
     return paths, cfg, parallel.pick_device(args.device)
+
+
+def _start(paths: RunPaths, before: FolderBefore) -> None:
+    """Open the main process's RunStart; it ends with the worker (or at exit)."""
+    global _current
+    _end_current(False)  # a stage opened outside parallel.launch that was never ended
+    start = RunStart(paths, before)
+    try:
+        start.open()
+    except BaseException:
+        start.remove_created_folders()  # those left empty: the lock was not taken
+        raise
+    _current = start
+    parallel.at_worker_exit(_end_current)
+
+
+def _commit(cfg: Config) -> None:
+    if _current is not None:
+        _current.commit(cfg)
 
 
 def seed_processes(seed: int, *modules: nn.Module) -> None:
@@ -100,13 +296,20 @@ OPTIONAL_STATE = ("early_stopping",)
 
 def resume(stage: str, cfg: Config, tokenizer: Any, stage_dir: Path,
            to_load: Mapping[str, Any]) -> Path | None:
-    """Restore the newest checkpoint of the stage, if any, after checking it fits this run."""
-    path = latest_checkpoint(stage_dir, stage)
-    if path is None:
+    """Restore the newest checkpoint of the stage, if any, after checking it fits this run.
+
+    A damaged newest checkpoint is set aside for the newest intact one (with a warning). This
+    is where a start is known good: the run folder's config is saved here (`RunStart.commit`).
+    """
+    # rank 0 sets damaged files aside before the others look
+    found = parallel.main_process_first(lambda: read_latest_checkpoint(stage_dir, stage))
+    if found is None:
+        _commit(cfg)
         return None
-    state = read_checkpoint(path)
+    path, state = found
     check_compatible(state, path, config=cfg, tokenizer_sha256=tokenizer.sha256,
                      stages=(stage,))
+    _commit(cfg)
     restore({key: value for key, value in to_load.items()
              if key != "meta" and (key in state or key not in OPTIONAL_STATE)}, state)
     for value in to_load.values():
@@ -123,6 +326,12 @@ def is_finished(stage: str, trainer: Engine, epochs: int) -> bool:
         log.info("%s already finished: %d of %d epochs done; raise --%s.epochs to train "
                  "longer", stage, state.epoch, epochs, stage)
         return True
+    if _current is not None and _current.read_only:
+        raise RunFolderError(
+            f"the run folder {_current.paths.root} is read-only "
+            f"({_current.read_only.strerror}) and the {stage} stage has epochs left "
+            f"({state.epoch} of {epochs} done); make the folder writable, or copy it and "
+            "pass the copy as --run-dir")
     return False
 
 
