@@ -41,6 +41,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Sampler
 
+from textgan.corpora.bars import datasets_bars
 from textgan.corpora.corpus import MISSING_LABEL, TEXT, Corpus
 from textgan.errors import CorpusError
 from textgan.tokenizer import Tokenizer
@@ -138,11 +139,13 @@ def tokenize_corpus(corpus: Corpus, tokenizer: Tokenizer, max_tokens: int
         # Arrow in, arrow out: only the text becomes Python strings; the label columns are
         # filtered as arrow arrays. Filtering inside the same map (a batched map may return
         # fewer rows) writes the result once, without the indices mapping `filter` would add.
-        result = split.with_format("arrow").map(
-            _tokenize_batch, batched=True, batch_size=_MAP_BATCH,
-            fn_kwargs={"tokenizer": tokenizer, "max_tokens": max_tokens},
-            remove_columns=split.column_names, features=features,
-            desc=f"tokenising {name}").with_format(None)
+        # a bar only where it helps: a large split on a terminal (corpora.bars)
+        with datasets_bars(len(split)):
+            result = split.with_format("arrow").map(
+                _tokenize_batch, batched=True, batch_size=_MAP_BATCH,
+                fn_kwargs={"tokenizer": tokenizer, "max_tokens": max_tokens},
+                remove_columns=split.column_names, features=features,
+                desc=f"tokenising {name}").with_format(None)
         tokenized[name] = result
         dropped[name] = len(split) - len(result)
         share = dropped[name] / len(split) if len(split) else 0.0

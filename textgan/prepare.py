@@ -55,6 +55,8 @@ def prepare_data(cfg: Config, paths: RunPaths, *, device: torch.device) -> Prepa
 
 def _prepare(cfg: Config, paths: RunPaths, *, device: torch.device) -> PreparedData:
     corpus = load_corpus(cfg.data)
+    if "valid" in corpus.empty_splits:  # empty before tokenising: say why, not max_tokens
+        raise CorpusError(corpus.empty_splits["valid"])
     if paths.tokenizer.is_file():
         tokenizer = Tokenizer.load(paths.root)
         log.info("tokenizer: %s (vocab %d, from the run folder)", paths.tokenizer,

@@ -9,9 +9,10 @@ object per line, the format textgan reads from users) and logs the split sizes a
 balance. `grammar` logs the exact size of the language and its word classes. `yelp` fetches
 the Yelp review sentences of Shen et al. 2017 (negative/positive), checked, into a folder that
 data.source can name.
-
-Each subcommand is a function `_run_<name>(args) -> dict`; add one with `_add_<name>` below.
 """
+
+# Each subcommand is a function `_run_<name>(args) -> dict`; add one with `_add_<name>` below.
+# (A comment, not the docstring: the docstring is --help's description.)
 
 from __future__ import annotations
 
@@ -123,10 +124,11 @@ def _add_yelp(subparsers: Any) -> None:
 
 
 def _run_yelp(args: argparse.Namespace) -> dict[str, Any]:
+    from textgan.corpora.bars import show_bars
     from textgan.corpora.download import fetch_yelp
 
     result = fetch_yelp(args.out, url=args.url, source=getattr(args, "source", None),
-                        force=args.force, progress=not args.no_progress)
+                        force=args.force, progress=show_bars(not args.no_progress))
     return {"command": "yelp", **result}
 
 

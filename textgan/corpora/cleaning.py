@@ -33,6 +33,7 @@ import numpy as np
 from datasets.fingerprint import Hasher
 
 from textgan.config import DataConfig
+from textgan.corpora.bars import datasets_bars
 from textgan.corpora.corpus import TEXT, CleaningReport
 from textgan.corpora.digests import SeenDigests
 from textgan.corpora.raw import keep_rows, value_counts
@@ -109,22 +110,27 @@ class Cleaner:
         """The cleaned rows of `ds`; `name` (e.g. "train") labels progress bars and logs."""
         cfg = self.cfg
         before = len(ds)
-        marked = ds.map(
-            _normalise_batch, batched=True, desc=f"textgan: cleaning {name}",
-            fn_kwargs={"lowercase": cfg.lowercase, "split": cfg.split_sentences,
-                       "min_words": cfg.min_words, "max_words": cfg.max_words},
-            features=datasets.Features({**ds.features, DROP: datasets.Value("int8")}))
-        if len(marked) != before:
-            self.report.added += len(marked) - before
-            logger.info("%s: sentence splitting turned %d texts into %d sentences", name,
-                        before, len(marked))
-        for code, count in value_counts(marked, DROP).items():
-            if code != KEEP:
-                self._count(REASONS[code], count)
-        kept = marked.map(_drop_marked, batched=True, remove_columns=marked.column_names,
-                          features=ds.features, desc=f"textgan: filtering {name}")
-        if cfg.dedupe:
-            kept = self._dedupe(kept, name)
+        if before == 0:
+            # nothing to clean, and datasets never calls a map's function on no rows, so the
+            # DROP column the next steps read would not exist
+            return ds
+        with datasets_bars(before):
+            marked = ds.map(
+                _normalise_batch, batched=True, desc=f"textgan: cleaning {name}",
+                fn_kwargs={"lowercase": cfg.lowercase, "split": cfg.split_sentences,
+                           "min_words": cfg.min_words, "max_words": cfg.max_words},
+                features=datasets.Features({**ds.features, DROP: datasets.Value("int8")}))
+            if len(marked) != before:
+                self.report.added += len(marked) - before
+                logger.info("%s: sentence splitting turned %d texts into %d sentences", name,
+                            before, len(marked))
+            for code, count in value_counts(marked, DROP).items():
+                if code != KEEP:
+                    self._count(REASONS[code], count)
+            kept = marked.map(_drop_marked, batched=True, remove_columns=marked.column_names,
+                              features=ds.features, desc=f"textgan: filtering {name}")
+            if cfg.dedupe:
+                kept = self._dedupe(kept, name)
         return kept
 
     def _dedupe(self, ds: datasets.Dataset, name: str) -> datasets.Dataset:

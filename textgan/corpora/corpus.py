@@ -9,6 +9,8 @@ Every loader (synthetic, local files, one-file-per-class, hub) ends in this one 
 - `attributes`: attribute name -> class names in index order, e.g.
   {"sentiment": ["negative", "positive"], "tense": ["past", "present"]}. Empty when unlabelled.
 - `report`: what cleaning did, in counts, so runs can log and save it.
+- `empty_splits`: why a held-out split is empty, where one is (loading allows it; the stages
+  that need the split refuse it with that message).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class Corpus:
     attributes: dict[str, list[str]]
     report: CleaningReport = field(default_factory=CleaningReport)
     source: str = ""
+    # split -> why it is empty (a corpus too small to carve it, a file emptied by cleaning), as
+    # the one-line error a stage that needs the split raises; absent for a split with sentences
+    empty_splits: dict[str, str] = field(default_factory=dict)
 
     @property
     def attribute_names(self) -> list[str]:

@@ -3,17 +3,22 @@
 The classes of an attribute are data.label_values[attribute] when set (in that order; any other
 value anywhere is an error), else the distinct values of the training split, sorted (numerically
 when they are all integers, so "2" < "10"). A value in valid/test that train never shows has no
-class and is an error, as is an attribute with fewer than two classes.
+class and is an error, as is an attribute with fewer than two classes. Inferred classes that
+spell labels two ways (numbers beside words, as 0, 1, "neg", "pos"; or "1" beside "01") are an
+error too: they would be more classes than the user meant, and which number is which word cannot
+be guessed; data.label_values keeps them as they are.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Mapping, Sequence
 
 import datasets
 
+from textgan.corpora.bars import datasets_bars
 from textgan.corpora.corpus import MISSING_LABEL, TEXT
 from textgan.corpora.raw import BOOKKEEPING, Origins, first_rows, value_counts
 from textgan.errors import CorpusError
@@ -55,6 +60,7 @@ def infer_classes(splits: Mapping[str, datasets.Dataset], attributes: Sequence[s
                                 f"allowed: {', '.join(allowed)} (data.label_values.{attribute})")
         else:
             allowed = sorted_classes(sorted(seen["train"]))
+            _refuse_mixed_spellings(splits["train"], attribute, allowed, origins, source)
             for role, values in seen.items():
                 _refuse_unknown(
                     splits[role], attribute, values - set(allowed), origins,
@@ -77,6 +83,49 @@ def infer_classes(splits: Mapping[str, datasets.Dataset], attributes: Sequence[s
                            len(allowed))
         classes[attribute] = allowed
     return classes
+
+
+def _number(value: str) -> float | None:
+    """The value of a label written as a finite number ("1", "01", "+1", "0.5"), else None."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _refuse_mixed_spellings(ds: datasets.Dataset, attribute: str, classes: Sequence[str],
+                            origins: Origins, source: str) -> None:
+    """Refuse inferred classes that spell labels two ways: numbers beside words (0, 1, "neg",
+    "pos" in one jsonl: four classes where two were surely meant, and no way to tell which number
+    is which word), or one number written twice ("1" and "01"). data.label_values accepts them
+    as they are."""
+    numbers = {value: _number(value) for value in classes}
+    numeric = [value for value in classes if numbers[value] is not None]
+    words = [value for value in classes if numbers[value] is None]
+    keep = (f"write every {attribute!r} label one way, or list the classes in "
+            f"data.label_values.{attribute} to keep them as {len(classes)} classes")
+    if numeric and words:
+        example = "; ".join(first_rows(ds, attribute, {numeric[0]}, origins, limit=1)
+                            + first_rows(ds, attribute, {words[0]}, origins, limit=1))
+        raise CorpusError(
+            f"{source}: attribute {attribute!r} mixes number labels ({_shown(numeric)}) with "
+            f"word labels ({_shown(words)}), e.g. {example}; {keep}")
+    by_value: dict[float, list[str]] = {}
+    for value in numeric:
+        by_value.setdefault(numbers[value], []).append(value)
+    twice = [spellings for spellings in by_value.values() if len(spellings) > 1]
+    if twice:
+        example = "; ".join(place for value in twice[0][:2]
+                            for place in first_rows(ds, attribute, {value}, origins, limit=1))
+        raise CorpusError(
+            f"{source}: attribute {attribute!r} writes one number several ways "
+            f"({', '.join(map(repr, twice[0]))}), e.g. {example}; {keep}")
+
+
+def _shown(values: Sequence[str], limit: int = 6) -> str:
+    more = f", ... {len(values) - limit} more" if len(values) > limit else ""
+    return ", ".join(map(repr, values[:limit])) + more
 
 
 def _refuse_unknown(ds: datasets.Dataset, attribute: str, unknown: set[str], origins: Origins,
@@ -103,5 +152,6 @@ def encode_labels(ds: datasets.Dataset, classes: dict[str, list[str]], name: str
     features = datasets.Features({TEXT: datasets.Value("string")})
     features.update({attribute: datasets.Value("int64") for attribute in classes})
     features.update({column: ds.features[column] for column in BOOKKEEPING})
-    return ds.map(_encode_batch, batched=True, fn_kwargs={"classes": classes},
-                  features=features, desc=f"textgan: labelling {name}")
+    with datasets_bars(len(ds)):
+        return ds.map(_encode_batch, batched=True, fn_kwargs={"classes": classes},
+                      features=features, desc=f"textgan: labelling {name}")

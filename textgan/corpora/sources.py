@@ -97,7 +97,7 @@ def _read_unlabelled(item: str, cfg: DataConfig, origins: Origins,
     path = Path(item).expanduser()
     if not path.is_file():
         raise CorpusError(f"data.unlabelled: {item}: no such file")
-    dataset, _ = read_file(path, cfg, origins, report, labelled=False)
+    dataset, _ = read_file(path, cfg, origins, report, labelled=False, role="unlabelled")
     return dataset
 
 
@@ -138,7 +138,7 @@ def read_folder(folder: Path, cfg: DataConfig, origins: Origins, report: Cleanin
         attributes: list[str] = []
         for role in ("train", "valid", "test"):
             if role in split_files:
-                dataset, found = read_file(split_files[role], cfg, origins, report)
+                dataset, found = read_file(split_files[role], cfg, origins, report, role=role)
                 splits[role] = [dataset]
                 attributes += [name for name in found if name not in attributes]
         return splits, attributes
@@ -187,7 +187,8 @@ def _read_class_files(folder: Path, cfg: DataConfig, origins: Origins, report: C
     splits: dict[str, list[datasets.Dataset]] = {}
     for path, attribute, role, label in class_files:
         fixed = {attribute: label} if attributes else {}
-        dataset, _ = read_file(path, cfg, origins, report, fmt="txt", fixed_labels=fixed)
+        dataset, _ = read_file(path, cfg, origins, report, fmt="txt", fixed_labels=fixed,
+                               role=role)
         splits.setdefault(role, []).append(dataset)
         logger.debug("%s: %s split, %s=%s", path, role, attribute, label)
     return splits, attributes

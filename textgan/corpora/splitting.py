@@ -16,6 +16,7 @@ import datasets
 import numpy as np
 from datasets.fingerprint import Hasher
 
+from textgan.corpora.bars import datasets_bars
 from textgan.corpora.raw import keep_rows
 from textgan.errors import CorpusError
 
@@ -83,8 +84,9 @@ def carve(ds: datasets.Dataset, valid_fraction: float | None, test_fraction: flo
         # a map that keeps rows, not select(): see raw.keep_rows. The fingerprint names what the
         # result depends on, so datasets need not hash the roles array
         fingerprint = Hasher.hash(["textgan-carve-v1", ds._fingerprint, role, *portions, seed])
-        parts[role] = ds.map(_rows_of_role, batched=True, with_indices=True,
-                             remove_columns=ds.column_names, features=ds.features,
-                             fn_kwargs={"roles": roles, "code": _CODES[role]},
-                             new_fingerprint=fingerprint, desc=f"textgan: carving {role}")
+        with datasets_bars(len(ds)):
+            parts[role] = ds.map(_rows_of_role, batched=True, with_indices=True,
+                                 remove_columns=ds.column_names, features=ds.features,
+                                 fn_kwargs={"roles": roles, "code": _CODES[role]},
+                                 new_fingerprint=fingerprint, desc=f"textgan: carving {role}")
     return parts

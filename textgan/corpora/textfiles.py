@@ -117,10 +117,34 @@ def _json_records(path: Path, lines: _Lines) -> Iterator[tuple[int, dict[str, ob
                 else ""
             raise CorpusError(f"{path}, line {number}: malformed JSON: {error.msg} at column "
                               f"{error.colno}{hint}") from None
+        except ValueError as error:  # valid JSON Python will not read: an integer too long
+            raise CorpusError(f"{path}, line {number}: unreadable JSON: "
+                              f"{str(error).split(';')[0]}") from None
+        except RecursionError:  # valid JSON nested deeper than Python's recursion limit
+            raise CorpusError(f"{path}, line {number}: unreadable JSON: nested too deeply "
+                              "(a corpus line holds one flat object)") from None
         if not isinstance(record, dict):
             raise CorpusError(f"{path}, line {number}: expected a JSON object, found "
                               f"{type(record).__name__}")
+        if "\\u" in text:  # only an escape can smuggle in a lone UTF-16 surrogate
+            _refuse_surrogates(path, number, record)
         yield number, record
+
+
+def _refuse_surrogates(path: Path, number: int, record: dict[str, object]) -> None:
+    """A lone surrogate escape ("\\ud800") is valid JSON but no character: Python keeps it in
+    the str, and arrow could not write it, deep inside datasets. Keys and string values are what
+    reach arrow (a nested value is refused as a label, never written)."""
+    for value in (*record, *record.values()):
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as error:
+                code = ord(value[error.start])
+                raise CorpusError(
+                    f"{path}, line {number}: not valid Unicode: the escape \\u{code:04x} is "
+                    "half of a UTF-16 surrogate pair; write the character itself, or both "
+                    "halves of its pair") from None
 
 
 def _delimited_records(path: Path, fmt: str, lines: _Lines, header: list[str]
