@@ -1,6 +1,6 @@
 """Faults in what a user hands textgan (issue 21, the input part): empty corpus files, labels
-spelled two ways, a corpus too small to split, help texts, the data pipeline's progress bars,
-and hypothesis fuzzing of the corpus readers.
+spelled two ways, a corpus too small to split, a checkpoint of another run, help texts, the
+data pipeline's progress bars, and hypothesis fuzzing of the corpus readers.
 
 Each fault must end in one clear TextganError (exit status 2 on the command line) that names
 the file and the fix, never in an exception from inside a library.
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,12 +23,20 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch import nn
 
-from textgan.config import DataConfig, load_config
+from textgan import sample as sample_cli
+from textgan.checkpoint import RunMeta, make_checkpointer
+from textgan.config import DataConfig, TokenizerConfig, load_config, save_config
 from textgan.corpora import load_corpus
 from textgan.corpora import __main__ as corpora_cli
 from textgan.corpora import bars
-from textgan.errors import CorpusError, TextganError
+from textgan.errors import CheckpointError, CorpusError, TextganError
+from textgan.evaluation import judges as judges_module
+from textgan.evaluation.judges import (JudgeSettings, LoadedCorpus, ensure_judges, load_judges,
+                                       train_judges)
+from textgan.models import build_vae, code_dim
+from textgan.tokenizer import Tokenizer, train_tokenizer
 
 # When a fuzz test fails, hypothesis's pytest plugin imports its patch writer, whose libcst (where
 # installed) trips a DeprecationWarning of mypy_extensions, and pyproject's filterwarnings=error
@@ -38,6 +48,7 @@ with warnings.catch_warnings():
     except ImportError:  # no libcst: the plugin skips the patch
         pass
 
+ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["the soup was warm .", "the soup is cold .", "our waiter was kind .",
          "our waiter is rude .", "the room was dirty .", "the room is clean .",
          "the bed was hard .", "the view is lovely ."]
@@ -221,7 +232,145 @@ def test_a_folder_without_a_test_file_needs_enough_to_carve_only_that(tmp_path):
            "needed" in corpus.empty_splits["test"]
 
 
+# --------------------------------------------------------------------------- another run
+
+
+def _run_folder(root: Path, vocab_size: int) -> tuple[Path, Path]:
+    """A run folder on the tiny corpus with an untrained pretrain checkpoint: (run, checkpoint).
+    Different vocab sizes give different tokenizers, as two runs would."""
+    cfg = load_config("tiny")
+    cfg.data.source = "tiny"
+    cfg.tokenizer = TokenizerConfig(model_type="unigram", vocab_size=vocab_size,
+                                    hard_vocab_limit=False)
+    texts = [json.loads(line)["text"] for line in
+             (ROOT / "corpora" / "tiny" / "train.jsonl").read_text().splitlines() if line]
+    tokenizer = train_tokenizer(texts, cfg.tokenizer, seed=0)
+    attributes = {"sentiment": ["negative", "positive"], "tense": ["past", "present"]}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        vae = build_vae(cfg.model, vocab_size=tokenizer.vocab_size, code_dim=code_dim([2, 2]),
+                        pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
+                        eos_id=tokenizer.eos_id)
+    run = root / f"run{vocab_size}"
+    tokenizer.save(run)
+    save_config(cfg, run / "config.toml")
+    meta = RunMeta(stage="pretrain", config=cfg, tokenizer=tokenizer, attributes=attributes)
+    from ignite.engine import Engine, Events
+
+    engine = Engine(lambda engine, batch: None)
+    model = nn.ModuleDict({"encoder": vae.encoder, "generator": vae.generator})
+    engine.add_event_handler(Events.COMPLETED, make_checkpointer(
+        {"model": model, "meta": meta}, run / "pretrain", "pretrain", keep_last=1))
+    engine.run([0] * 2, max_epochs=1)
+    return run, run / "pretrain" / "pretrain_checkpoint_2.pt"
+
+
+FAST_JUDGES = JudgeSettings(classifier_epochs=1, lm_epochs=1, lm_max_sentences=64)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Two run folders with other tokenizers; the first has judges."""
+    import datasets.config
+
+    root = tmp_path_factory.mktemp("two-runs")
+    with pytest.MonkeyPatch.context() as patch:  # module scope: conftest's cache redirection
+        patch.setattr(datasets.config, "HF_DATASETS_CACHE", str(root / "hf-cache"))
+        ours, _ = _run_folder(root, 60)
+        theirs, checkpoint = _run_folder(root, 48)
+        train_judges(ours, settings=FAST_JUDGES, progress=False)
+    return ours, theirs, checkpoint
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_evaluate_with_another_runs_checkpoint_names_that_run_and_keeps_the_judges(two_runs):
+    from textgan import evaluate
+
+    ours, theirs, checkpoint = two_runs
+    before = _snapshot(ours)
+    with pytest.raises(CheckpointError) as caught:
+        evaluate.main(["--run-dir", str(ours), "--checkpoint", str(checkpoint), "--n", "4",
+                       "--no-curve", "--no-progress"])
+    message = str(caught.value)
+    assert "it comes from another run" in message
+    assert f"use the checkpoint with its own run folder, --run-dir {theirs}" in message
+    assert "judges included" in message
+    assert "delete" not in message and "was changed after training" not in message
+    assert _snapshot(ours) == before
+
+
+def test_sample_with_another_runs_checkpoint_says_so_rather_than_a_changed_folder(two_runs):
+    ours, theirs, checkpoint = two_runs
+    with pytest.raises(CheckpointError, match=f"comes from another run.*--run-dir {theirs}"):
+        sample_cli.main(["--run-dir", str(ours), "--checkpoint", str(checkpoint)])
+    # without --run-dir the checkpoint's own folder is used, as before
+    result = sample_cli.main(["--checkpoint", str(checkpoint), "--n", "1",
+                              "--style", "sentiment=positive,tense=past"])
+    assert len(result["samples"]) == 1
+
+
+def test_a_foreign_checkpoint_copied_into_the_run_folder_names_both_causes(two_runs, tmp_path):
+    ours, _, checkpoint = two_runs
+    run = tmp_path / "copy"
+    shutil.copytree(ours, run)
+    shutil.copy(checkpoint, run / "pretrain" / "other.pt")
+    with pytest.raises(CheckpointError, match=r"though it sits in that run folder: it was copied "
+                                              r"there from another run .*or the folder's "
+                                              r"tokenizer\.model was replaced"):
+        sample_cli.main(["--run-dir", str(run), "--checkpoint", "pretrain/other.pt"])
+
+
+def test_judges_asked_to_judge_another_runs_model_say_they_are_valid(two_runs):
+    ours, theirs, _ = two_runs
+    with pytest.raises(CheckpointError) as caught:
+        load_judges(ours, Tokenizer.load(theirs))
+    message = str(caught.value)
+    assert "it comes from another run" in message and "The judges are valid" in message
+    assert "delete" not in message
+    load_judges(ours)  # and they load with their own tokenizer
+
+
+def test_judges_trained_for_evaluate_reuse_its_corpus(two_runs, tmp_path, monkeypatch):
+    """evaluate loads the corpus once: train_judges takes it (and logs nothing of it again)
+    when it is the run's, and loads its own otherwise."""
+    ours, _, _ = two_runs
+    run = tmp_path / "fresh"
+    shutil.copytree(ours, run, ignore=shutil.ignore_patterns("judges"))
+    cfg = load_config("tiny")
+    cfg.data.source = "tiny"
+    tokenizer = Tokenizer.load(run)
+    from textgan.data import tokenize_corpus
+
+    corpus = load_corpus(cfg.data)
+    splits, _ = tokenize_corpus(corpus, tokenizer, cfg.data.max_tokens)
+    loaded = LoadedCorpus(data=cfg.data, tokenizer_sha256=tokenizer.sha256, corpus=corpus,
+                          splits=splits)
+    assert not loaded.serves(load_config("tiny").data, tokenizer)  # another source
+
+    def no_second_load(*args, **kwargs):
+        raise AssertionError("the corpus was loaded a second time")
+
+    monkeypatch.setattr(judges_module, "load_corpus", no_second_load)
+    judges = ensure_judges(run, tokenizer, settings=FAST_JUDGES, progress=False, loaded=loaded)
+    assert judges.report["corpus"]["sentences"]["train"] == len(splits["train"])
+
+
 # --------------------------------------------------------------------------- help, bars
+
+
+def test_sample_help_examples_keep_their_line_continuations():
+    text = sample_cli.build_parser().format_help()
+    lines = text.splitlines()
+    continued = [i for i, line in enumerate(lines) if line.rstrip().endswith(" \\")]
+    assert len(continued) == 2
+    for index in continued:
+        assert lines[index + 1].startswith("        --")  # the flags on the next line
+    # the broken form: the backslash and newline eaten, the next line's flags glued on
+    assert not re.search(r"\S {3,}--(style|interpolate)", text)
 
 
 def test_corpora_help_shows_no_developer_note(capsys):
@@ -294,6 +443,26 @@ def test_show_bars_needs_a_terminal(monkeypatch):
     assert not bars.show_bars(True)
     monkeypatch.setattr(sys, "stderr", Terminal())
     assert bars.show_bars(True) and not bars.show_bars(False)
+
+
+def test_evaluate_logs_the_corpus_once(two_runs, tmp_path, caplog):
+    """The whole evaluate command on the tiny run (judges trained on the way): the corpus
+    summary appears once, where it appeared twice when the judges loaded it again."""
+    from textgan import evaluate
+
+    ours, _, _ = two_runs
+    run = tmp_path / "run"
+    shutil.copytree(ours, run, ignore=shutil.ignore_patterns("judges"))
+    with caplog.at_level(logging.INFO, logger="textgan"):
+        evaluate.main(["--run-dir", str(run), "--n", "4", "--no-curve", "--transfer-n", "2",
+                       "--iw-samples", "2", "--judge-epochs", "1", "--judge-lm-sentences", "32",
+                       "--no-progress"])
+    summaries = [r for r in caplog.records if r.name == "textgan.corpora.loading"
+                 and "read " in r.getMessage() and "sentences" in r.getMessage()]
+    assert len(summaries) == 1
+    tokenised = [r for r in caplog.records if r.getMessage().startswith("tokenised train:")
+                 and "kept" in r.getMessage()]
+    assert len(tokenised) == 1
 
 
 # --------------------------------------------------------------------------- fuzzing

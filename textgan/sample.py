@@ -8,9 +8,9 @@ On a CPU (seconds; a model of the tiny preset first, if there is none yet):
     python -m textgan.sample --run-dir checkpoints/tiny --style sentiment=positive,tense=past
     python -m textgan.sample --run-dir checkpoints/tiny --n 3 --temperature 0.7 --top-p 0.9
     python -m textgan.sample --run-dir checkpoints/tiny --reconstruct "the soup was warm ."
-    python -m textgan.sample --run-dir checkpoints/tiny --transfer "the soup was warm ." \
+    python -m textgan.sample --run-dir checkpoints/tiny --transfer "the soup was warm ." \\
         --style sentiment=negative                     # or --transfer-file sentences.txt
-    python -m textgan.sample --run-dir checkpoints/tiny --steps 5 \
+    python -m textgan.sample --run-dir checkpoints/tiny --steps 5 \\
         --interpolate "the soup was warm ." "we enjoy every visit here ."
 
 The run folder gives its newest adversarial (train stage) checkpoint, else the newest
@@ -117,8 +117,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SamplingError(f"--n must be at least 1, got {args.n}")
     # Flag mistakes and the sentence file are checked before the (slower) model load.
     transfer_texts = _transfer_texts(args)
-    model = load_for_inference(_model_path(args), device=args.device, use_ema=not args.no_ema,
-                               run_dir=args.run_dir)
+    if args.checkpoint is not None and args.run_dir is not None:
+        # a checkpoint named for a run folder: if its tokenizer is not the folder's, say that it
+        # comes from another run, not that the folder was changed
+        from textgan.evaluation.checkpoints import load_run_model
+
+        model = load_run_model(_model_path(args), args.run_dir, named=True, device=args.device,
+                               use_ema=not args.no_ema)
+    else:
+        model = load_for_inference(_model_path(args), device=args.device,
+                                   use_ema=not args.no_ema, run_dir=args.run_dir)
     result: dict[str, Any] = {"checkpoint": str(model.checkpoint), "stage": model.stage,
                               "weights": model.weights, "samples": [], "reconstructions": [],
                               "transfers": [], "interpolation": []}

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -69,12 +70,14 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
-from textgan.config import read_config
-from textgan.corpora import MISSING_LABEL, load_corpus
+from textgan.config import DataConfig, read_config
+from textgan.corpora import MISSING_LABEL, Corpus, load_corpus
+from textgan.corpora.bars import show_bars
 from textgan.data import dataset_lengths, fixed_sample, make_loader, tokenize_corpus
 from textgan.errors import CheckpointError, ConfigError
 from textgan.evaluation.jsonfile import write_json_atomic
 from textgan.losses import reconstruction_loss
+from textgan.tokenizer import MODEL_FILE as TOKENIZER_MODEL_FILE
 from textgan.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -355,9 +358,31 @@ def judges_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / JUDGES_DIR
 
 
+@dataclass(frozen=True)
+class LoadedCorpus:
+    """A corpus a caller already loaded (`data`) and tokenised (with the tokenizer of
+    `tokenizer_sha256`), so that `train_judges` need not read it, and log it, a second time."""
+
+    data: DataConfig
+    tokenizer_sha256: str
+    corpus: Corpus
+    splits: datasets.DatasetDict
+
+    def serves(self, data: DataConfig, tokenizer: Tokenizer) -> bool:
+        """Whether it is the corpus `data` describes, tokenised by `tokenizer`. Runtime keys
+        (the cache folder, the validation sample) change no sentence and are not compared."""
+        return (self.tokenizer_sha256 == tokenizer.sha256
+                and _corpus_fields(self.data) == _corpus_fields(data))
+
+
+def _corpus_fields(data: DataConfig) -> dict[str, Any]:
+    return {f.name: getattr(data, f.name) for f in dataclasses.fields(data)
+            if not f.metadata.get("runtime")}
+
+
 def train_judges(run_dir: str | Path, *, seed: int = 0, settings: JudgeSettings | None = None,
                  device: str | torch.device = "cpu", progress: bool = True,
-                 reuse: bool = True) -> Judges:
+                 reuse: bool = True, loaded: LoadedCorpus | None = None) -> Judges:
     """Train both judges on the run folder's corpus and tokenizer, save them under judges/.
 
     The corpus is the one the run's config.toml names, tokenised with the run's tokenizer and cut
@@ -366,7 +391,8 @@ def train_judges(run_dir: str | Path, *, seed: int = 0, settings: JudgeSettings 
     Each judge is saved as soon as it is trained, and judges.json last. With `reuse`, a judge
     file left by an earlier, unfinished call is loaded instead of trained again when it was made
     with the same tokenizer, seed, corpus and settings of its own (`JudgeSettings.of`): a run
-    stopped while the LM trained keeps its classifier.
+    stopped while the LM trained keeps its classifier. `loaded`: the caller's corpus, used when
+    it is the one the run's config names (`LoadedCorpus.serves`).
     """
     run_dir = Path(run_dir)
     config_path = run_dir / "config.toml"
@@ -376,8 +402,11 @@ def train_judges(run_dir: str | Path, *, seed: int = 0, settings: JudgeSettings 
     settings = settings or JudgeSettings()
     cfg = read_config(config_path)
     tokenizer = Tokenizer.load(run_dir)
-    corpus = load_corpus(cfg.data)
-    splits, _ = tokenize_corpus(corpus, tokenizer, cfg.data.max_tokens)
+    if loaded is not None and loaded.serves(cfg.data, tokenizer):
+        corpus, splits = loaded.corpus, loaded.splits
+    else:
+        corpus = load_corpus(cfg.data)
+        splits, _ = tokenize_corpus(corpus, tokenizer, cfg.data.max_tokens)
     attributes = {str(name): [str(c) for c in classes]
                   for name, classes in corpus.attributes.items()}
     corpus_info = {"source": cfg.data.source, "max_tokens": cfg.data.max_tokens,
@@ -619,7 +648,7 @@ def _train_epochs(name: str, model: nn.Module, loader: Any, step: Callable[[Any]
         model.train()
         batches = seen = len(loader)
         with tqdm(total=batches, desc=f"{name} epoch {epoch}/{epochs}", unit="batch",
-                  disable=not progress, leave=False) as bar:
+                  disable=not show_bars(progress), leave=False) as bar:
             for seen, batch in enumerate(loader, start=1):
                 step(batch.to(device))
                 bar.update()
@@ -883,7 +912,8 @@ def load_judges(run_dir: str | Path, tokenizer: Tokenizer | None = None, *,
     if tokenizer is None:
         tokenizer = Tokenizer.load(run_dir)
     device = _device(device)
-    lm_state = _read(folder / LM_FILE, "lm", tokenizer)
+    run_sha256 = _run_tokenizer_sha256(run_dir)
+    lm_state = _read(folder / LM_FILE, "lm", tokenizer, run_sha256)
     meta = lm_state["meta"]
     lm_settings = JudgeSettings.from_dict(meta["settings"], str(folder / LM_FILE))
     # The set's settings are those it was asked for (judges.json); a judge reused from an
@@ -897,7 +927,7 @@ def load_judges(run_dir: str | Path, tokenizer: Tokenizer | None = None, *,
     _load_weights(lm, lm_state, folder / LM_FILE)
     classifier = None
     if files.get("classifier"):
-        state = _read(folder / CLASSIFIER_FILE, "classifier", tokenizer)
+        state = _read(folder / CLASSIFIER_FILE, "classifier", tokenizer, run_sha256)
         classifier_settings = JudgeSettings.from_dict(state["meta"]["settings"],
                                                       str(folder / CLASSIFIER_FILE))
         classifier = NgramClassifier(vocab_size=tokenizer.vocab_size,
@@ -915,7 +945,7 @@ def load_judges(run_dir: str | Path, tokenizer: Tokenizer | None = None, *,
 
 def ensure_judges(run_dir: str | Path, tokenizer: Tokenizer | None = None, *, seed: int = 0,
                   settings: JudgeSettings | None = None, device: str | torch.device = "cpu",
-                  progress: bool = True) -> Judges:
+                  progress: bool = True, loaded: LoadedCorpus | None = None) -> Judges:
     """The run's judges: loaded when judges/ holds them, else trained (and saved) first.
 
     Judges trained with another seed or other settings than asked for are refused rather than
@@ -924,12 +954,13 @@ def ensure_judges(run_dir: str | Path, tokenizer: Tokenizer | None = None, *, se
     """
     if not (judges_dir(run_dir) / REPORT_FILE).is_file():
         if tokenizer is not None and tokenizer != Tokenizer.load(run_dir):
-            raise CheckpointError(f"the tokenizer given is not the one of {run_dir}, which the "
-                                  "judges would be trained with; use the run folder's tokenizer")
+            raise CheckpointError(f"the tokenizer given is not the one of {run_dir}, which its "
+                                  "judges are trained with: the model to judge comes from another "
+                                  "run; judge it with its own run folder")
         log.info("no complete set of judges in %s: training them (a judge file finished "
                  "earlier is reused where it fits)", judges_dir(run_dir))
         return train_judges(run_dir, seed=seed, settings=settings, device=device,
-                            progress=progress)
+                            progress=progress, loaded=loaded)
     judges = load_judges(run_dir, tokenizer, device=device)
     wanted = settings or JudgeSettings()
     if judges.seed != seed or judges.settings != wanted:
@@ -951,8 +982,19 @@ def _save(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _read(path: Path, kind: str, tokenizer: Tokenizer) -> dict[str, Any]:
-    """torch.load(weights_only=True) of a judge file, checked against the tokenizer."""
+def _run_tokenizer_sha256(run_dir: str | Path) -> str | None:
+    """sha256 of the run folder's tokenizer.model (as Tokenizer.sha256), None without one."""
+    path = Path(run_dir) / TOKENIZER_MODEL_FILE
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def _read(path: Path, kind: str, tokenizer: Tokenizer,
+          run_sha256: str | None = None) -> dict[str, Any]:
+    """torch.load(weights_only=True) of a judge file, checked against the tokenizer.
+
+    `run_sha256`, the run folder's own tokenizer, tells which side of a mismatch is foreign:
+    judges made with it are valid, and it is the tokenizer given (a model of another run) that
+    does not belong here."""
     if not path.is_file():
         raise CheckpointError(f"judge file not found: {path}; delete {path.parent} and train "
                               "the judges again")
@@ -968,6 +1010,12 @@ def _read(path: Path, kind: str, tokenizer: Tokenizer) -> dict[str, Any]:
         raise CheckpointError(f"{path} is a judge file of format {meta.get('format_version')} "
                               f"and kind {meta.get('kind')!r}; this textgan reads format "
                               f"{FORMAT_VERSION}, kind {kind!r}")
+    if meta["tokenizer_sha256"] != tokenizer.sha256 and meta["tokenizer_sha256"] == run_sha256:
+        raise CheckpointError(
+            f"the judges in {path.parent} were trained with the run folder's tokenizer "
+            f"({run_sha256[:12]}...), the model to judge with another tokenizer "
+            f"({tokenizer.sha256[:12]}...): it comes from another run, whose ids mean other "
+            "words here. The judges are valid; judge the model with its own run folder")
     if meta["tokenizer_sha256"] != tokenizer.sha256:
         raise CheckpointError(
             f"{path} was trained with another tokenizer (sha256 {meta['tokenizer_sha256'][:12]}"

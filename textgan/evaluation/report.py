@@ -37,12 +37,14 @@ from sacrebleu.metrics import BLEU
 from tqdm.auto import tqdm
 
 from textgan.corpora import load_corpus
+from textgan.corpora.bars import show_bars
 from textgan.corpora.oracle import parse_many
 from textgan.data import make_loader, tokenize_corpus
 from textgan.errors import CheckpointError, SamplingError
+from textgan.evaluation.checkpoints import load_run_model
 from textgan.evaluation.diversity import distinct, novelty, self_bleu, set_bleu
 from textgan.evaluation.jsonfile import write_json_atomic, write_text_atomic
-from textgan.evaluation.judges import Judges, JudgeSettings, ensure_judges
+from textgan.evaluation.judges import Judges, JudgeSettings, LoadedCorpus, ensure_judges
 from textgan.evaluation.oracle_scores import score_samples, score_transfers
 from textgan.evaluation.vae_health import importance_weighted_nll
 from textgan.sampling import (
@@ -50,7 +52,6 @@ from textgan.sampling import (
     SampledSentence,
     all_styles,
     find_checkpoint,
-    load_for_inference,
     parse_style,
     sample_by_style,
     transfer,
@@ -98,14 +99,23 @@ def evaluate_run(settings: EvalSettings) -> dict[str, Any]:
         raise CheckpointError(f"run folder {run_dir} does not exist (train one with "
                               f"`python -m textgan.pretrain --run-dir {run_dir}`)")
     checkpoint = _checkpoint_path(run_dir, settings.checkpoint)
-    model = load_for_inference(checkpoint, device=settings.device)
+    # checked against the run folder's tokenizer: the judges and the corpus split are that
+    # folder's, and a checkpoint of another run must be refused as such, not blamed on them
+    model = load_run_model(checkpoint, run_dir, named=bool(settings.checkpoint),
+                           device=settings.device)
     user_sentences, references = _read_transfer_inputs(settings)
     cfg = model.config
     corpus = load_corpus(cfg.data)
     splits, _ = tokenize_corpus(corpus, model.tokenizer, cfg.data.max_tokens)
+    # judges that must be trained first reuse these instead of loading and logging them again
+    loaded = LoadedCorpus(data=cfg.data, tokenizer_sha256=model.tokenizer.sha256, corpus=corpus,
+                          splits=splits)
     test = splits["test"]
     if len(test) == 0:
-        raise SamplingError("the corpus has an empty test split: nothing to evaluate against")
+        why = corpus.empty_splits.get("test", f"every test sentence is longer than "
+                                               f"data.max_tokens={cfg.data.max_tokens}")
+        raise SamplingError(f"the corpus has an empty test split, nothing to evaluate against: "
+                            f"{why}")
     train_texts = corpus.splits["train"]["text"]
     test_texts = list(test["text"])
     oracle = cfg.data.source == "synthetic"
@@ -121,7 +131,7 @@ def evaluate_run(settings: EvalSettings) -> dict[str, Any]:
     with _progress(steps, settings.progress, timings) as advance:
         judges = ensure_judges(run_dir, model.tokenizer, seed=settings.seed,
                                settings=settings.judges, device=settings.device,
-                               progress=settings.progress)
+                               progress=settings.progress, loaded=loaded)
         report["judges"] = _judges_summary(judges)
         advance("generation")
         samples = _samples(model, settings.n, settings.temperature, settings.seed,
@@ -438,7 +448,7 @@ def _curve_point(model: LoadedModel, judges: Judges, test_texts: Sequence[str],
 def _progress(steps: Sequence[str], enabled: bool, timings: dict[str, float]
               ) -> Iterator[Callable[[str], None]]:
     """A bar over the report's steps; `advance(next_step)` also records the seconds each took."""
-    bar = tqdm(total=len(steps), desc="evaluate", unit="step", disable=not enabled,
+    bar = tqdm(total=len(steps), desc="evaluate", unit="step", disable=not show_bars(enabled),
                leave=False)
     current = {"step": steps[0], "since": time.perf_counter()}
     bar.set_postfix_str(steps[0])
