@@ -12,6 +12,7 @@ Ctrl-C into exit status 130, instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import logging
 import sys
@@ -58,31 +59,105 @@ def positive_int(text: str) -> int:
     return value
 
 
+HELP_FLAGS = ("-h", "--help")
+
+
 def config_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
-    """A parser with --preset and --config; `section.field=value` overrides pass through."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=HelpFormatter,
-        epilog="Any config key can be overridden as --section.field=value "
-               "(e.g. --model.z_dim=16 --data.source=my.csv). Keys and defaults of the chosen "
-               "preset:\n\n" + describe(Config()))
+    """A parser with --preset and --config; `section.field=value` overrides pass through.
+
+    Its --help lists every config key with the value the command would start a run folder
+    with: the chosen preset's (the default preset's when none is given), changed by --config
+    and the overrides on the same command line (`parse_config_args` fills it in).
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=HelpFormatter, add_help=False)
+    parser.add_argument(*HELP_FLAGS, dest="help", action="store_true", default=argparse.SUPPRESS,
+                        help="show this help, with the config values of the chosen --preset, "
+                             "--config and overrides, and exit")
     parser.add_argument("--preset", default=None, choices=PRESETS,
                         help="configs/<preset>.toml: tiny (seconds, tests), default (CPU, "
-                             "minutes), paper (Hu et al. sizes, GPU); 'default' when omitted")
+                             "minutes), yelp (real review text), paper (Hu et al. sizes, GPU); "
+                             "'default' when omitted")
     parser.add_argument("--config", metavar="FILE", default=None,
                         help="TOML file applied on top of the preset")
     return parser
 
 
+def config_help(preset: str | None, config_file: str | None,
+                overrides: Sequence[str] = ()) -> str:
+    """The config part of --help: every key with the value a run would start with."""
+    chosen = f"preset '{preset or 'default'}'" + (f" + {config_file}" if config_file else "")
+    if overrides:
+        chosen += " + the overrides given"
+    return ("Any config key can be overridden as --section.field=value (e.g. --model.z_dim=16 "
+            "--data.source=my.csv).\n\n"
+            f"Config keys with their values for {chosen}: what a new run folder\n"
+            "starts with ('built-in': the value without a preset; --preset NAME --help shows\n"
+            "another preset's). A run folder that already holds config.toml resumes with that\n"
+            "config instead, and only runtime keys may change.\n\n"
+            + describe(load_config(preset or "default", config_file, overrides),
+                       baseline=Config()))
+
+
+def _is_override(item: str) -> bool:
+    return item.startswith("--") and "=" in item
+
+
 def parse_config_args(parser: argparse.ArgumentParser,
                       argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    """Parse the entry point's own flags; the rest must be `--section.field=value` overrides."""
+    """Parse the entry point's own flags; the rest must be `--section.field=value` overrides.
+
+    --help (from `config_parser`) prints the help with the chosen preset's values and exits.
+    """
     args, rest = parser.parse_known_args(argv)
-    overrides = [item for item in rest if item.startswith("--") and "=" in item]
+    overrides = [item for item in rest if _is_override(item)]
+    if getattr(args, "help", False):
+        parser.epilog = config_help(args.preset, args.config, overrides)
+        parser.print_help()
+        parser.exit()
+    if hasattr(args, "help"):
+        del args.help
     stray = [item for item in rest if item not in overrides]
     if stray:
         raise ConfigError(f"unrecognised argument(s): {' '.join(stray)} "
                           "(config overrides look like --section.field=value)")
     return args, overrides
+
+
+def check_config_args_early(argv: Sequence[str]) -> None:
+    """`python -m textgan.pretrain/train`: the config part of the command line, checked before
+    the entry point imports torch, datasets and ignite (seconds), so that a mistyped key, a
+    value of the wrong type or a bad --preset/--config file fails at once, as `run_main`
+    reports it (one line, exit status 2).
+
+    Only what the full parse would refuse anyway: with --preset or --config, the config they
+    resolve to (every run resolves it); without, each `--section.field=value` override's key
+    and type (its range is checked against the run folder's saved config later). Anything
+    else (--help, the entry point's own flags, a bare word) is left to the full parser.
+    """
+    if any(item in HELP_FLAGS or item == "--" for item in argv):
+        return
+    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    early.add_argument("--preset", default=None)
+    early.add_argument("--config", default=None)
+    try:
+        args, rest = early.parse_known_args(list(argv))
+    except argparse.ArgumentError:  # e.g. --preset without a value: the full parser says so
+        return
+    if args.preset is not None and args.preset not in PRESETS:
+        return  # argparse's "invalid choice" message, from the full parser
+    config_fields = {f.name for f in dataclasses.fields(Config)}
+    overrides = [item for item in rest if _is_override(item)
+                 and ("." in item.split("=", 1)[0] or item[2:].split("=", 1)[0] in config_fields)]
+    try:
+        if args.preset or args.config:
+            load_config(args.preset or "default", args.config, overrides)
+        else:
+            for item in overrides:
+                apply_override(Config(), item)
+    except ConfigError as error:
+        sys.stderr.write(f"error: {error}\n")
+        sys.exit(2)
 
 
 def resolve_run_config(args: argparse.Namespace, overrides: Sequence[str], saved_path: Path,

@@ -661,16 +661,24 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any],
             and (sections is None or key.split(".")[0] in sections)]
 
 
-def describe(cfg: Config) -> str:
-    """One line per key with its value and help: the config part of every `--help`."""
+def describe(cfg: Config, baseline: Config | None = None) -> str:
+    """One line per key with its value and help: the config part of every `--help`.
+
+    With a `baseline` (the built-in defaults), a value that differs from it says so.
+    """
+    def line(key: str, value: Any, base: Any, meta: typing.Mapping[str, Any]) -> str:
+        note = f"  (built-in: {base!r})" if baseline is not None and value != base else ""
+        return f"  {key} = {value!r}{note}\n      {meta.get('help', '')}"
+
     lines = []
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
+        base = getattr(baseline, f.name) if baseline is not None else None
         if dataclasses.is_dataclass(value):
             lines.append(f"[{f.name}]")
             for g in dataclasses.fields(value):
-                lines.append(f"  {f.name}.{g.name} = {getattr(value, g.name)!r}\n"
-                             f"      {g.metadata.get('help', '')}")
+                lines.append(line(f"{f.name}.{g.name}", getattr(value, g.name),
+                                  getattr(base, g.name, None), g.metadata))
         else:
-            lines.append(f"  {f.name} = {value!r}\n      {f.metadata.get('help', '')}")
+            lines.append(line(f.name, value, base, f.metadata))
     return "\n".join(lines)

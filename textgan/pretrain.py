@@ -16,6 +16,14 @@ restarted: it says so; raise --pretrain.epochs to extend it. Ctrl-C saves a chec
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":
+    # a mistyped config key fails at once, before the imports below (torch, datasets, ignite)
+    from textgan.cli import check_config_args_early
+
+    check_config_args_early(sys.argv[1:])
+
 import argparse
 import logging
 from collections.abc import Sequence

@@ -42,20 +42,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textgan.cli import HelpFormatter, run_main
 from textgan.errors import CheckpointError, SamplingError
-from textgan.sampling import (
-    LoadedModel,
-    interpolate,
-    load_for_inference,
-    print_sampled_sentence,
-    reconstruct,
-    resolve_style,
-    style_label,
-    transfer,
-)
+
+if TYPE_CHECKING:  # textgan.sampling imports torch: loaded once the flags are checked
+    from textgan.sampling import LoadedModel
 
 DEFAULT_STEPS = 5
 
@@ -117,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SamplingError(f"--n must be at least 1, got {args.n}")
     # Flag mistakes and the sentence file are checked before the (slower) model load.
     transfer_texts = _transfer_texts(args)
+    from textgan.sampling import load_for_inference, print_sampled_sentence
+
     if args.checkpoint is not None and args.run_dir is not None:
         # a checkpoint named for a run folder: if its tokenizer is not the folder's, say that it
         # comes from another run, not that the folder was changed
@@ -161,6 +156,8 @@ def _model_path(args: argparse.Namespace) -> Path:
 def _reconstruct(model: LoadedModel, args: argparse.Namespace) -> list[dict[str, str]]:
     # Greedy from the posterior mean: a reconstruction shows what the model encodes; sampling
     # options (--temperature, --top-k, --top-p, --greedy) apply to sampling only.
+    from textgan.sampling import reconstruct, resolve_style
+
     style = resolve_style(args.style, model.attributes)
     outputs = reconstruct(model, args.reconstruct, style=style, seed=args.seed,
                           max_len=args.max_len, truncate=args.truncate)
@@ -211,6 +208,8 @@ def _read_sentences(path: Path) -> list[str]:
 def _transfer(model: LoadedModel, texts: list[str], args: argparse.Namespace
               ) -> list[dict[str, Any]]:
     # Greedy, as --reconstruct: the sampling options apply to sampling only.
+    from textgan.sampling import style_label, transfer
+
     transfers = transfer(model, texts, args.style, seed=args.seed, max_len=args.max_len,
                          truncate=args.truncate)
     for moved in transfers:
@@ -220,6 +219,8 @@ def _transfer(model: LoadedModel, texts: list[str], args: argparse.Namespace
 
 
 def _interpolate(model: LoadedModel, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from textgan.sampling import interpolate
+
     first, last = args.interpolate
     texts = interpolate(model, first, last, steps=args.steps, style=args.style, seed=args.seed,
                         max_len=args.max_len, truncate=args.truncate)

@@ -20,6 +20,14 @@ extend). Ctrl-C saves a checkpoint first.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":
+    # a mistyped config key fails at once, before the imports below (torch, datasets, ignite)
+    from textgan.cli import check_config_args_early
+
+    check_config_args_early(sys.argv[1:])
+
 import argparse
 import difflib
 import logging
