@@ -1,7 +1,7 @@
 """Peak memory of the data path against corpus size: are large corpora read without being loaded?
 
-    python benchmarks/corpus_memory.py                          # 20k, 200k, 1M sentences
-    python benchmarks/corpus_memory.py --sizes 10000,100000 --keep /tmp/corpora
+    python -m benchmarks.corpus_memory                          # 20k, 200k, 1M sentences
+    python -m benchmarks.corpus_memory --sizes 10000,100000 --keep /tmp/corpora
 
 For each size, a random CSV corpus (benchmarks/scaling.py's `random_corpus`: made-up words from
 a Zipf law, 10 words per sentence, a binary style) is written, then a fresh Python process runs
@@ -37,9 +37,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import scaling  # noqa: E402  (the sibling benchmark script)
+try:
+    from benchmarks import scaling
+except ModuleNotFoundError as error:  # run as a file: the repository root is not importable
+    if error.name != "benchmarks":
+        raise
+    raise SystemExit("run it from the repository root as: "
+                     "python -m benchmarks.corpus_memory ...") from None
 
+ROOT = Path(__file__).resolve().parent.parent  # the repository root: the child runs from there
 RESULTS = Path(__file__).resolve().parent / "results"
 VOCABULARY = 4000
 WORDS_PER_SENTENCE = 10
@@ -133,9 +139,11 @@ def measure(size: int, folder: Path, preset: str, seed: int) -> dict[str, Any]:
     corpus = scaling.random_corpus(folder / f"corpus{size}.csv", words=VOCABULARY,
                                    length=WORDS_PER_SENTENCE, sentences=size, seed=seed)
     work = folder / f"work{size}"
-    command = [sys.executable, __file__, "--child", str(corpus), "--work", str(work),
-               "--preset", preset]
-    finished = subprocess.run(command, capture_output=True, text=True, check=False)
+    # the child runs as `python -m benchmarks.corpus_memory` from the repository root, so its
+    # paths are made absolute first
+    command = [sys.executable, "-m", "benchmarks.corpus_memory", "--child",
+               str(corpus.resolve()), "--work", str(work.resolve()), "--preset", preset]
+    finished = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
     if finished.returncode != 0:
         raise SystemExit(f"the child for {size} sentences failed:\n{finished.stderr[-3000:]}")
     row = json.loads(finished.stdout.strip().splitlines()[-1])

@@ -1,7 +1,7 @@
 """Wall time of one epoch of each stage on a large synthetic corpus, through the real commands.
 
-    python benchmarks/epoch_time.py                        # 100k sentences, default preset
-    python benchmarks/epoch_time.py --sentences 20000 --set train.precision=bf16
+    python -m benchmarks.epoch_time                        # 100k sentences, default preset
+    python -m benchmarks.epoch_time --sentences 20000 --set train.precision=bf16
 
 Runs `textgan.pretrain` and then `textgan.train` for one epoch each in a temporary run folder
 (corpus generation and tokenizer training are timed apart, as "prepare"), with validation and

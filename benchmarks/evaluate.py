@@ -1,7 +1,7 @@
 """Time `python -m textgan.evaluate` end to end (every metric but the curve) on a trained run.
 
-    python benchmarks/evaluate.py --run-dir checkpoints/default           # 5,000 samples
-    python benchmarks/evaluate.py --run-dir checkpoints/tiny --n 500 --out /tmp/eval.json
+    python -m benchmarks.evaluate --run-dir checkpoints/default           # 5,000 samples
+    python -m benchmarks.evaluate --run-dir checkpoints/tiny --n 500 --out /tmp/eval.json
 
 The judges are trained first if the run has none, outside the timed part (that is a one-off
 per run; its time is reported separately). Each phase is timed (sampling and judging,

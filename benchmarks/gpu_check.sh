@@ -69,9 +69,9 @@ step tiny_evaluate python3 -m textgan.evaluate --run-dir "$work/run" --device "$
     --no-progress --no-curve
 step cuda_tests python3 -m pytest -q -p no:cacheprovider tests/test_precision.py \
     tests/test_soft_step.py --device "$device"
-step host_syncs python3 benchmarks/host_syncs.py --preset "$preset" --device "$device" \
+step host_syncs python3 -m benchmarks.host_syncs --preset "$preset" --device "$device" \
     --out "$out/host_syncs.json"
-bench=(python3 benchmarks/throughput.py --preset "$preset" --device "$device"
+bench=(python3 -m benchmarks.throughput --preset "$preset" --device "$device"
        --iterations "$iterations" --samples 5000)
 step throughput_fp32 "${bench[@]}" --out "$out/throughput_fp32.json"
 step throughput_bf16 "${bench[@]}" --set pretrain.precision=bf16 --set train.precision=bf16 \

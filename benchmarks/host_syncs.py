@@ -1,7 +1,7 @@
 """How often a training iteration makes Python wait for the device, by call site.
 
-    python benchmarks/host_syncs.py --device cuda                  # default preset, on a GPU
-    python benchmarks/host_syncs.py --preset tiny --iterations 3   # on a CPU
+    python -m benchmarks.host_syncs --device cuda                  # default preset, on a GPU
+    python -m benchmarks.host_syncs --preset tiny --iterations 3   # on a CPU
 
 Each stage's trainer is built as benchmarks/throughput.py builds it (fresh weights, the real
 Engine and loader; the adversarial stage without D warm-up, so every iteration is a full
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 import warnings
 from collections import Counter
@@ -37,19 +36,24 @@ import datasets
 import torch
 from ignite.engine import Engine, Events
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import (  # noqa: E402  (a sibling script)
-    add_run_arguments,
-    adversarial_trainer,
-    chosen_device,
-    pretrain_trainer,
-)
+from textgan import checks
+from textgan.checkpoint import RunPaths
+from textgan.config import load_config
+from textgan.prepare import prepare_data
+from textgan.sync_audit import SyncAudit
 
-from textgan import checks  # noqa: E402
-from textgan.checkpoint import RunPaths  # noqa: E402
-from textgan.config import load_config  # noqa: E402
-from textgan.prepare import prepare_data  # noqa: E402
-from textgan.sync_audit import SyncAudit  # noqa: E402
+try:
+    from benchmarks.throughput import (
+        add_run_arguments,
+        adversarial_trainer,
+        chosen_device,
+        pretrain_trainer,
+    )
+except ModuleNotFoundError as error:  # run as a file: the repository root is not importable
+    if error.name != "benchmarks":
+        raise
+    raise SystemExit("run it from the repository root as: python -m benchmarks.host_syncs ...") \
+        from None
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # the text of the warning torch.cuda.set_sync_debug_mode("warn") gives for each synchronisation

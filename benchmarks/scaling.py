@@ -1,7 +1,7 @@
 """Throughput against batch size, hidden size, vocabulary size and sentence length.
 
-    python benchmarks/scaling.py                              # default preset, ~10 min on 2 cores
-    python benchmarks/scaling.py --batch-sizes 64,256 --hidden-sizes 256 --vocab-sizes "" \
+    python -m benchmarks.scaling                              # default preset, ~10 min on 2 cores
+    python -m benchmarks.scaling --batch-sizes 64,256 --hidden-sizes 256 --vocab-sizes "" \
         --lengths "" --iterations 10
 
 Each grid point is one `benchmarks/throughput.py` run (`throughput.main`) with one setting
@@ -32,15 +32,19 @@ import json
 import random
 import shutil
 import string
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import throughput  # noqa: E402  (the sibling benchmark script)
+from textgan.config import load_config
 
-from textgan.config import load_config  # noqa: E402
+try:
+    from benchmarks import throughput
+except ModuleNotFoundError as error:  # run as a file: the repository root is not importable
+    if error.name != "benchmarks":
+        raise
+    raise SystemExit("run it from the repository root as: "
+                     "python -m benchmarks.scaling ...") from None
 
 
 RANDOM_CORPUS_SENTENCES = 20000

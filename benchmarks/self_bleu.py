@@ -2,8 +2,8 @@
 
 On a CPU (a few seconds):
 
-    python benchmarks/self_bleu.py                          # 5,000 sentences, seed 0
-    python benchmarks/self_bleu.py --n 20000 --repeats 1 --out /tmp/self_bleu.json
+    python -m benchmarks.self_bleu                          # 5,000 sentences, seed 0
+    python -m benchmarks.self_bleu --n 20000 --repeats 1 --out /tmp/self_bleu.json
 
 Prints one line per (n-gram order, averaging mode) and writes the figures as JSON to --out
 (default benchmarks/results/self_bleu.json, git-ignored). Wall-clock times depend on the machine

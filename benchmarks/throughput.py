@@ -2,9 +2,9 @@
 
 On a CPU (the default preset takes a few minutes on 2 cores; tiny well under one):
 
-    python benchmarks/throughput.py                                # default preset
-    python benchmarks/throughput.py --preset tiny --iterations 20
-    python benchmarks/throughput.py --preset paper --device cuda --set data.synthetic_size=20000
+    python -m benchmarks.throughput                                # default preset
+    python -m benchmarks.throughput --preset tiny --iterations 20
+    python -m benchmarks.throughput --preset paper --device cuda --set data.synthetic_size=20000
 
 One process measures, in order:
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import csv
-import sys
-from pathlib import Path
 
 import torch
 
+# benchmarks/ is a package at the repository root, which `python -m pytest` puts on sys.path
+from benchmarks import scaling
 from textgan.config import load_config
 from textgan.corpora import load_corpus
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import scaling  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
 
 
 def test_the_random_corpus_has_the_asked_shapes_and_loads_with_its_overrides(tmp_path):
@@ -35,7 +32,7 @@ def test_the_random_corpus_has_the_asked_shapes_and_loads_with_its_overrides(tmp
 
 def test_the_corpus_memory_benchmark_measures_every_phase_in_a_child_process(tmp_path,
                                                                              monkeypatch):
-    import corpus_memory  # noqa: E402  (benchmarks/ is on sys.path, above)
+    from benchmarks import corpus_memory
 
     # the child is a fresh process: its datasets cache must stay in tmp_path too
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
@@ -57,7 +54,7 @@ def test_the_corpus_memory_benchmark_measures_every_phase_in_a_child_process(tmp
 
 
 def test_the_host_sync_benchmark_counts_the_real_engines_by_call_site(tmp_path):
-    import host_syncs  # noqa: E402  (benchmarks/ is on sys.path, above)
+    from benchmarks import host_syncs
 
     import textgan.checks as checks
 
