@@ -103,3 +103,30 @@ def test_an_agreed_stop_after_an_epochs_last_iteration_waits_for_its_end_handler
     attach_agreed_stop(engine, lambda: engine.state.iteration >= 4, lambda e: None)
     engine.run([0] * 4, max_epochs=5)
     assert engine.state.iteration == 4 and ended == [4]
+
+
+def _progress_run(monkeypatch, caplog, *, terminal: bool, disable: bool) -> list[str]:
+    import logging
+
+    import textgan.handlers as handlers
+
+    monkeypatch.setattr(handlers, "can_draw_bars", lambda: terminal)
+    trainer = Engine(lambda engine, batch: {"loss": float(batch), "tokens": 10})
+    handlers.attach_progress(trainer, ["loss"], disable=disable)
+    with caplog.at_level(logging.INFO, logger="textgan.handlers"):
+        trainer.run(range(45), max_epochs=2)
+    return [r.getMessage() for r in caplog.records if "iteration" in r.getMessage()]
+
+
+def test_progress_off_a_terminal_is_a_log_line_every_5_percent_of_an_epoch(monkeypatch, caplog):
+    lines = _progress_run(monkeypatch, caplog, terminal=False, disable=False)
+    # 45 iterations: every 2nd (45 // 20), and the last; counted within each epoch
+    assert len(lines) == 2 * (22 + 1)
+    assert lines[0].startswith("epoch 1, iteration 2/45 (4%): loss ")
+    assert "tok/s" in lines[0]
+    assert lines[-1].startswith("epoch 2, iteration 45/45 (100%)")
+
+
+def test_progress_on_a_terminal_is_a_bar_and_no_progress_is_silent(monkeypatch, caplog):
+    assert _progress_run(monkeypatch, caplog, terminal=True, disable=False) == []
+    assert _progress_run(monkeypatch, caplog, terminal=False, disable=True) == []

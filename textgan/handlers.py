@@ -22,6 +22,7 @@ from ignite.handlers import Checkpoint, ProgressBar, TensorboardLogger
 from ignite.metrics import Frequency, RunningAverage
 
 from textgan import parallel
+from textgan.corpora.bars import can_draw_bars
 from textgan.parallel import any_process, is_main_process
 
 log = logging.getLogger(__name__)
@@ -155,14 +156,39 @@ def attach_agreed_stop(trainer: Engine, wanted: Callable[[], bool],
     trainer.add_event_handler(Events.EPOCH_COMPLETED, _check)
 
 
+PROGRESS_LINES_PER_EPOCH = 20
+
+
 def attach_progress(trainer: Engine, names: Sequence[str], *, token_key: str = "tokens",
                     state_attributes: Sequence[str] = (), disable: bool = False) -> None:
-    """Progress bar with running averages of the step outputs, tokens/s and scheduled values."""
+    """Progress with running averages of the step outputs, tokens/s and scheduled values: a bar
+    on a terminal; where a bar cannot redraw in place (output to a file or a pipe, where it is a
+    wall of carriage returns) a log line every 5% of an epoch instead. `disable` (--no-progress)
+    turns both off."""
     for name in names:
         RunningAverage(output_transform=_pick(name)).attach(trainer, name)
     Frequency(output_transform=_pick(token_key)).attach(trainer, "tok/s")
-    ProgressBar(persist=True, disable=disable).attach(
-        trainer, metric_names=[*names, "tok/s"], state_attributes=list(state_attributes))
+    if disable:
+        return
+    if can_draw_bars():
+        ProgressBar(persist=True).attach(
+            trainer, metric_names=[*names, "tok/s"], state_attributes=list(state_attributes))
+        return
+    keys = [*names, "tok/s"]
+
+    @trainer.on(Events.ITERATION_COMPLETED)
+    def _progress_line(engine: Engine) -> None:
+        length = engine.state.epoch_length or 0
+        step = max(1, length // PROGRESS_LINES_PER_EPOCH)
+        within = (engine.state.iteration - 1) % length + 1 if length else engine.state.iteration
+        if within % step and within != length:
+            return
+        values = [f"{key} {engine.state.metrics[key]:.4g}" for key in keys
+                  if key in engine.state.metrics]
+        values += [f"{key} {getattr(engine.state, key):.4g}" for key in state_attributes
+                   if isinstance(getattr(engine.state, key, None), (int, float))]
+        log.info("epoch %d, iteration %d/%d (%d%%): %s", engine.state.epoch, within, length,
+                 100 * within // length if length else 0, ", ".join(values))
 
 
 def attach_time_limit(trainer: Engine, seconds: float) -> None:
