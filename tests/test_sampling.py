@@ -848,3 +848,18 @@ def test_cli_program_prints_one_error_line_without_traceback(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"error: run folder not found: "
                                                  f"{tmp_path / 'missing'}"]
+
+
+def test_only_a_prior_coded_pretrain_model_is_said_not_to_follow_c():
+    from types import SimpleNamespace
+
+    from textgan.config import load_config
+    from textgan.sampling import _untrained_code
+
+    def model(stage, code_source):
+        cfg = load_config("tiny", overrides=[f"pretrain.code_source={code_source}"])
+        return SimpleNamespace(stage=stage, config=cfg)
+
+    assert _untrained_code(model("pretrain", "prior"))
+    assert not _untrained_code(model("pretrain", "label"))  # a conditional VAE learnt c
+    assert not _untrained_code(model("train", "prior"))

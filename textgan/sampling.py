@@ -478,7 +478,7 @@ def reconstruct(model: LoadedModel, sentences: Sequence[str], *, style: StyleSpe
     max_len = _check_decoding(model, max_len=max_len, strategy=strategy,
                               temperature=temperature, top_k=top_k, top_p=top_p)
     tokens, lengths, z, memory = _encode(model, sentences, truncate=truncate)  # z: (N, Z)
-    if model.stage == PRETRAIN_STAGE and fixed:
+    if _untrained_code(model) and fixed:
         log.info("a pretrain-stage model was not trained to follow c; the style given changes "
                  "its reconstructions little")
     generator = _seeded(model, seed)
@@ -530,7 +530,7 @@ def transfer(model: LoadedModel, sentences: Sequence[str], style: str | Mapping[
         # _generate makes are all overridden: with D, only the decoder's draws are random.
         labels, mask = torch.where(mask, requested, read), torch.ones_like(mask)
         source_styles = [_named_style(model.attributes, row) for row in read.tolist()]
-    if model.stage == PRETRAIN_STAGE:
+    if _untrained_code(model):
         log.info("a pretrain-stage model was not trained to follow c; its transfers will "
                  "mostly reproduce the source sentences")
     decoded = _generate(model, z, labels, mask, _seeded(model, seed), max_len=max_len,
@@ -679,6 +679,12 @@ def _named_style(attributes: Mapping[str, Sequence[str]], row: Sequence[int]) ->
     """Class indices of one row (A,) -> {attribute: class name}."""
     return {name: list(classes)[index]
             for (name, classes), index in zip(attributes.items(), row)}
+
+
+def _untrained_code(model: LoadedModel) -> bool:
+    """A pretrain-stage model whose c was drawn from the prior (pretrain.code_source = prior)
+    never learnt what c means; with code_source = label it did."""
+    return model.stage == PRETRAIN_STAGE and model.config.pretrain.code_source != "label"
 
 
 def _sentence_list(sentences: Sequence[str], what: str) -> list[str]:
