@@ -369,3 +369,40 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_checkpoint
     assert {path.name: path.read_bytes() for path in stage_dir.iterdir()} == previous
     read_checkpoint(stage_dir / f"pretrain_checkpoint_{2 * PER_EPOCH}.pt")
     assert not (run_copy / LOCK_FILE).exists()
+
+
+def test_a_run_killed_during_its_saves_resumes_from_its_newest_whole_checkpoint(tmp_path, caplog):
+    """SIGKILL while a checkpoint is written every iteration (so the kill lands in or next to a
+    save): the next start takes over the dead process's lock, resumes from the newest whole
+    checkpoint, and finishes the run."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    args = [*COMMON, "--run-dir", str(run), "--pretrain.epochs=2",
+            "--pretrain.checkpoint_every=1"]
+    process = subprocess.Popen([sys.executable, "-m", "textgan.pretrain", *args],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 300
+        while len(list((run / "pretrain").glob("pretrain_checkpoint_*.pt"))) < 2:
+            assert process.poll() is None, process.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "no checkpoints within 300 s"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+    assert (run / LOCK_FILE).exists()  # the dead process could not release it
+    whole = latest_checkpoint(run / "pretrain", "pretrain")
+    assert whole is not None
+    with caplog.at_level(logging.INFO):
+        result = pretrain.main(args)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("was left by process" in message for message in messages), messages
+    resumed = [message for message in messages if message.startswith("resumed from")]
+    assert resumed and str(whole) in resumed[0], messages
+    assert result["iteration"] == 2 * PER_EPOCH
+    assert not (run / LOCK_FILE).exists()
