@@ -29,7 +29,9 @@ SMALL = ["--preset", "yelp", "--no-progress", "--data.valid_size=40", "--data.te
          "--pretrain.epochs=2", "--pretrain.kl_ramp_steps=10", "--pretrain.checkpoint_every=0",
          "--pretrain.log_every=5", "--train.epochs=1", "--train.d_warmup_steps=3",
          "--train.tau_steps=10", "--train.checkpoint_every=0", "--train.log_every=5",
-         "--train.generated_batch_size=8"]
+         "--train.generated_batch_size=8",
+         # salience is a ratio of counts: 200 sentences a class reach ~5 where 110k reach 15
+         "--model.style_marker_salience=5"]
 EVAL = ["--n", "20", "--transfer-n", "10", "--iw-samples", "2", "--no-curve", "--no-progress",
         "--judge-epochs", "1"]
 
@@ -40,6 +42,7 @@ def test_the_yelp_preset_reads_corpora_yelp_with_carved_splits_and_attention():
     assert (cfg.data.valid_size, cfg.data.test_size) == (2000, 1000)
     assert cfg.tokenizer.model_type == "word" and cfg.tokenizer.vocab_size >= 9000
     assert cfg.model.attention and cfg.train.lambda_t > 0
+    assert cfg.model.style_marker_salience > 0
 
 
 def test_a_missing_yelp_folder_says_how_to_get_it(tmp_path, monkeypatch):
@@ -82,3 +85,11 @@ def test_a_trained_slice_model_transfers_with_its_source_as_memory(yelp_run):
     # a model this small may write little; what matters is that the path runs end to end
     assert [m.target_style["sentiment"] for m in moved] == ["0", "0"]
     assert [m.source for m in moved] == ["the food was great .", "the service was slow ."]
+
+
+def test_the_trained_encoder_hides_the_style_markers_of_the_slice(yelp_run):
+    model = load_for_inference(yelp_run[0])
+    markers = model.encoder.style_markers
+    hidden = {model.tokenizer.id_to_piece(i) for i in markers.nonzero().flatten().tolist()}
+    assert {"\u2581great", "\u2581bad"} <= hidden and "\u2581the" not in hidden
+    assert 0 < len(hidden) < markers.shape[0] // 4
