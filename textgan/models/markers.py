@@ -79,7 +79,6 @@ def mask_soft(probs: Tensor, markers: Tensor) -> Tensor:
     """Distributions over the vocabulary (..., V) with the mass on markers moved to <unk>, so
     the expected embedding is the hard masking's in expectation."""
     is_marker = markers.to(probs.dtype)  # (V,)
-    moved = probs @ is_marker  # (...,): the mass on markers
-    kept = probs * (1.0 - is_marker)
-    return kept.index_add(-1, torch.tensor([UNK_ID], device=probs.device),
-                          moved.unsqueeze(-1))
+    masked = probs * (1.0 - is_marker)
+    masked[..., UNK_ID] += probs @ is_marker  # the mass on markers, (...,)
+    return masked
