@@ -25,6 +25,7 @@ import textgan.train as train
 from textgan.cli import setup_logging
 from textgan.config import load_config
 from textgan.corpora import load_corpus
+from textgan.devices import add_device_argument
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="synthetic corpus size (train + valid + test)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE", help="config override (repeatable)")
-    parser.add_argument("--device", default="auto")
+    add_device_argument(parser)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     setup_logging()

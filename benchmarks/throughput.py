@@ -55,11 +55,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from textgan.checkpoint import RunPaths
 from textgan.config import PRESETS, config_to_dict, load_config
 from textgan.data import Batch, padding_fraction
+from textgan.devices import add_device_argument, resolve_device
 from textgan.engines import (
     AdversarialSteps,
     create_pretrain_trainer,
     create_train_trainer,
 )
+from textgan.errors import ConfigError
 from textgan.flops import (
     adversarial_step_flops,
     decode_flops,
@@ -405,17 +407,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="default", choices=PRESETS)
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.FIELD=VALUE", help="config override (repeatable)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_argument(parser)
 
 
 def chosen_device(parser: argparse.ArgumentParser, choice: str) -> torch.device:
-    """The device of --device ("auto": CUDA where torch sees a GPU); a usage error if absent."""
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(choice)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda, but torch sees no CUDA GPU")
-    return device
+    """The device of --device (`textgan.devices.resolve_device`); a usage error if unusable."""
+    try:
+        return resolve_device(choice)
+    except ConfigError as error:
+        parser.error(str(error))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

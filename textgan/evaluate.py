@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from textgan.cli import HelpFormatter, positive_int, run_main, whole_number
+from textgan.devices import add_device_argument, resolve_device
 from textgan.errors import CheckpointError, SamplingError
 
 log = logging.getLogger("textgan.evaluate")
@@ -107,8 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="target style of --transfer-file, e.g. sentiment=positive")
     parser.add_argument("--references", default=None,
                         help="human references of --transfer-file, one per line, same order")
-    parser.add_argument("--device", default="auto", help="'auto' (cuda when available) or a "
-                                                         "torch device")
+    add_device_argument(parser)
     parser.add_argument("--no-progress", action="store_true",
                         help="hide progress bars (the judges' per-epoch log lines stay)")
     parser.add_argument("--retrain-judges", action="store_true",
@@ -141,7 +141,6 @@ def judge_settings(args: argparse.Namespace) -> Any:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     args = build_parser().parse_args(argv)
     import datasets
-    import torch
 
     from textgan.evaluation.judges import REPORT_FILE, judges_dir, train_judges
     from textgan.evaluation.report import EvalSettings, evaluate_run, write_report
@@ -152,8 +151,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
                               f"`python -m textgan.pretrain --run-dir {run_dir}`)")
     if args.no_progress:
         datasets.disable_progress_bars()  # the judges' tokenising bars too
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" \
-        else args.device
+    # A string, as the report records it ("cuda", "cpu", "cuda:1").
+    device = str(resolve_device(args.device))
     judges_wanted = judge_settings(args)
     if args.command == "train-judges":
         # Only a complete set (judges.json) needs asking: a judge file alone is what a stopped

@@ -45,6 +45,7 @@ import ignite.distributed as idist
 import torch
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from textgan.devices import resolve_device
 from textgan.errors import ConfigError, TextganError
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,7 @@ def launched_by_torchrun() -> bool:
 def pick_backend(name: str, device: str) -> str:
     if name != "auto":
         return name
-    wants_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    return "nccl" if wants_cuda else "gloo"
+    return "nccl" if resolve_device(device).type == "cuda" else "gloo"
 
 
 def free_port() -> int:
@@ -169,10 +169,9 @@ def _user_error(error: Exception) -> Exception:
 
 
 def pick_device(name: str) -> torch.device:
-    """The process's device: 'auto' is cuda when available; each process its own GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    """The process's device (`devices.resolve_device`); a bare 'cuda' is each process's own
+    GPU in a data-parallel run."""
+    device = resolve_device(name)
     if device.type == "cuda" and device.index is None and world_size() > 1:
         return torch.device("cuda", idist.get_local_rank())
     return device

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textgan.cli import HelpFormatter, run_main
+from textgan.devices import add_device_argument
 from textgan.errors import CheckpointError, SamplingError
 
 if TYPE_CHECKING:  # textgan.sampling imports torch: loaded once the flags are checked
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="most tokens per sentence, EOS included (default: the run's "
                              "data.max_tokens)")
     parser.add_argument("--seed", type=int, default=0, help="seed of z, prior classes and words")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    add_device_argument(parser)
     parser.add_argument("--no-ema", action="store_true",
                         help="use the raw weights even if the checkpoint holds EMA weights")
     parser.add_argument("--reconstruct", metavar="TEXT", action="append", default=None,

@@ -81,6 +81,7 @@ from textgan.checkpoint import (
     warn_damaged,
 )
 from textgan.config import Config, config_from_dict
+from textgan.devices import resolve_device
 from textgan.errors import CheckpointError, DamagedCheckpointError, SamplingError, TokenizerError
 from textgan.models import (Discriminator, Encoder, Generator, Memory, build_vae, code_dim,
                              encode_source, fill_missing, one_hot_code, select_memory)
@@ -197,23 +198,6 @@ def _read_run_folder(run_dir: Path) -> tuple[Path, dict[str, Any]]:
             damaged = set_aside_damaged(checkpoint, error.problem)
 
 
-def resolve_device(name: str | torch.device) -> torch.device:
-    """'cpu', 'cuda', 'cuda:N' or 'auto' (cuda when available) as a usable torch.device."""
-    if isinstance(name, torch.device):
-        device = name
-    elif name == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        try:
-            device = torch.device(name)
-        except RuntimeError:
-            raise SamplingError(f"unknown device '{name}' (use cpu, cuda, cuda:N or auto)") \
-                from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SamplingError(f"device '{name}' asked for, but torch sees no CUDA GPU; use cpu")
-    return device
-
-
 def load_for_inference(path: str | Path, *, device: str | torch.device = "cpu",
                        use_ema: bool = True, run_dir: str | Path | None = None) -> LoadedModel:
     """Rebuild the encoder and generator of a run folder's checkpoint (or of a .pt file).
@@ -239,7 +223,7 @@ def load_for_inference(path: str | Path, *, device: str | torch.device = "cpu",
     cfg = config_from_dict(dict(meta["config"]), origin=f"the config saved in {checkpoint}")
     attributes = {str(name): [str(c) for c in classes]
                   for name, classes in meta["attributes"].items()}
-    target = resolve_device(device)
+    target = resolve_device(device, error=SamplingError)
 
     vae = build_vae(cfg.model, vocab_size=tokenizer.vocab_size,
                     code_dim=code_dim([len(c) for c in attributes.values()]),

@@ -40,6 +40,7 @@ from textgan.checkpoint import (
 )
 from textgan.cli import resolve_run_config
 from textgan.config import Config, config_to_dict, read_config, save_config
+from textgan.devices import add_device_argument
 from textgan.errors import RunFolderError
 from textgan.data import fixed_sample, make_loader
 
@@ -51,8 +52,7 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", default=None,
                         help="run folder (default: checkpoints/<preset>); resumed if it holds "
                              "a checkpoint")
-    parser.add_argument("--device", default="auto",
-                        help="'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'")
+    add_device_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parallel.add_parallel_arguments(parser)
 

@@ -74,6 +74,7 @@ from textgan.config import DataConfig, read_config
 from textgan.corpora import MISSING_LABEL, Corpus, load_corpus
 from textgan.corpora.bars import show_bars
 from textgan.data import dataset_lengths, fixed_sample, make_loader, tokenize_corpus
+from textgan.devices import resolve_device
 from textgan.errors import CheckpointError, ConfigError
 from textgan.evaluation.jsonfile import write_json_atomic
 from textgan.losses import reconstruction_loss
@@ -434,7 +435,7 @@ def train_judges(run_dir: str | Path, *, seed: int = 0, settings: JudgeSettings 
         log.info("judge %s saved to %s", _NAMES[kind], path)
 
     judges = _fit_set(splits, tokenizer, attributes, seed=seed, settings=settings,
-                      device=_device(device), progress=progress, load=load, keep=keep)
+                      device=resolve_device(device), progress=progress, load=load, keep=keep)
     judges.report["corpus"] = corpus_info
     _write_report(judges, folder)
     return judges
@@ -452,7 +453,7 @@ def fit_judges(splits: datasets.DatasetDict, tokenizer: Tokenizer,
     """
     attributes = {str(name): [str(c) for c in classes] for name, classes in attributes.items()}
     return _fit_set(splits, tokenizer, attributes, seed=seed, settings=settings or JudgeSettings(),
-                    device=_device(device), progress=progress, load=lambda kind: None,
+                    device=resolve_device(device), progress=progress, load=lambda kind: None,
                     keep=lambda kind, model, report: None)
 
 
@@ -879,7 +880,7 @@ def _reusable(path: Path, wanted: Mapping[str, Any], tokenizer: Tokenizer,
         log.info("judge %s: %s was made with another %s; training it again", _NAMES[kind],
                  path, ", ".join(differences))
         return None
-    device = _device(device)
+    device = resolve_device(device)
     if kind == "classifier":
         model: nn.Module = NgramClassifier(
             vocab_size=tokenizer.vocab_size, num_classes=[len(c) for c in wanted["attributes"]
@@ -911,7 +912,7 @@ def load_judges(run_dir: str | Path, tokenizer: Tokenizer | None = None, *,
                               "and train the judges again") from None
     if tokenizer is None:
         tokenizer = Tokenizer.load(run_dir)
-    device = _device(device)
+    device = resolve_device(device)
     run_sha256 = _run_tokenizer_sha256(run_dir)
     lm_state = _read(folder / LM_FILE, "lm", tokenizer, run_sha256)
     meta = lm_state["meta"]
@@ -1047,14 +1048,6 @@ def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def _device(device: str | torch.device) -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _rng_devices(device: torch.device) -> list[int]:
