@@ -77,7 +77,7 @@ from textgan.data import dataset_lengths, fixed_sample, make_loader, tokenize_co
 from textgan.devices import resolve_device
 from textgan.errors import CheckpointError, ConfigError
 from textgan.evaluation.jsonfile import write_json_atomic
-from textgan.losses import reconstruction_loss
+from textgan.losses import attribute_loss, reconstruction_loss
 from textgan.tokenizer import MODEL_FILE as TOKENIZER_MODEL_FILE
 from textgan.tokenizer import Tokenizer
 
@@ -513,14 +513,10 @@ def classifier_loss(logits: Sequence[Tensor], labels: Tensor) -> Tensor:
 
     logits: (B, C_a) per attribute; labels (B, A) class indices, MISSING_LABEL (-1) where
     unknown. A missing label is ignored, never a class: it adds nothing to the loss and its
-    row gets no gradient from that attribute. An attribute with no label in the batch adds 0
-    (the clamp keeps 0 / 0 out).
+    row gets no gradient from that attribute. An attribute with no label in the batch adds 0.
+    The discriminator's L_s without class weights: `losses.attribute_loss`'s total.
     """
-    return sum(
-        (F.cross_entropy(block.float(), labels[:, a], ignore_index=MISSING_LABEL,
-                         reduction="sum") / (labels[:, a] != MISSING_LABEL).sum().clamp(min=1)
-         for a, block in enumerate(logits)),
-        start=labels.new_zeros((), dtype=torch.float32))
+    return attribute_loss(logits, labels).total
 
 
 def _fit_classifier(splits: datasets.DatasetDict, tokenizer: Tokenizer,

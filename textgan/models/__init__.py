@@ -11,6 +11,7 @@ into errors); when separate optimizers step E and G, decide which one owns the t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from torch import nn
@@ -48,16 +49,27 @@ def build_vae(cfg: ModelConfig, *, vocab_size: int, code_dim: int, pad_id: int, 
     return VAE(encoder=encoder, generator=generator)
 
 
-def vae_parameters(vae: VAE) -> list[nn.Parameter]:
-    """Every parameter of the encoder and generator once, in a stable order (shared table once)."""
-    seen: set[int] = set()
+def unique_parameters(*modules: nn.Module, exclude: Iterable[nn.Module] = ()
+                      ) -> list[nn.Parameter]:
+    """The parameters of `modules`, each once, in first-seen order, none that `exclude` hold.
+
+    A table two modules share is listed once (one optimizer over both must not see it twice).
+    `exclude` is for separate optimizers: a table the encoder shares with the generator is
+    the generator's, so the encoder's own are `unique_parameters(encoder, exclude=[generator])`.
+    """
+    seen = {id(param) for module in exclude for param in module.parameters()}
     params = []
-    for module in vae:
+    for module in modules:
         for param in module.parameters():
             if id(param) not in seen:
                 seen.add(id(param))
                 params.append(param)
     return params
+
+
+def vae_parameters(vae: VAE) -> list[nn.Parameter]:
+    """Every parameter of the encoder and generator once, in a stable order (shared table once)."""
+    return unique_parameters(*vae)
 
 
 __all__ = [
@@ -67,5 +79,6 @@ __all__ = [
     "VAE", "Decoded", "Discriminator", "Encoder", "Generator", "Posterior", "Step",
     "apply_word_dropout", "build_vae", "choose_next", "code_dim", "code_offsets", "fill_missing",
     "filter_top_k", "filter_top_p", "hard_weights", "make_embedding", "one_hot_code",
-    "reparameterize", "sample_code", "shift_right", "split_code", "vae_parameters",
+    "reparameterize", "sample_code", "shift_right", "split_code", "unique_parameters",
+    "vae_parameters",
 ]
