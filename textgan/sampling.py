@@ -9,20 +9,14 @@ interpolation, `print_sampled_sentence`.
     path = interpolate(model, "the soup was warm .", "we enjoy every visit .", steps=5)
 
 or, without loading first, `print_sampled_sentence("checkpoints/tiny")`. The command line front
-end is `python -m textgan.sample`.
+end is `python -m textgan.sample` (sample.py); this module is the library it calls.
 
-Which checkpoint a run folder gives (`find_checkpoint`): the adversarial stage's newest
-(`train/train_checkpoint_<it>.pt`), else the pretraining stage's best by validation ELBO, else its
-newest. The EMA weights are used when the checkpoint has them (`use_ema=False` for the raw ones).
-A train-stage checkpoint also holds the discriminator D (`LoadedModel.discriminator`, None for a
-pretrain one), which `reconstruct`, `transfer` and `interpolate` use to read the style of the
-given sentences.
-
-Styles: "sentiment=positive,tense=past" names a class per attribute (`parse_style`); an
-attribute left out is drawn from the uniform prior for each sentence (reconstruction, transfer
-and interpolation read it from the source instead where they can: below). A class may also be
-given by its index ("sentiment=1") when no class name of that attribute is itself a number (then
-the number is read as the name), and a name matches case-insensitively when that is unambiguous.
+The model comes from `textgan.trained_model` (`load_for_inference`: which checkpoint a run folder
+gives, EMA weights, the discriminator D of a train-stage checkpoint) and styles are read by
+`textgan.styles` ("sentiment=positive,tense=past"; an attribute left out is drawn from the
+uniform prior for each sentence, except where reconstruction, transfer and interpolation read
+it from the source: below). Both are re-exported here, so that `textgan.sampling` stays the one
+import of the inference API; this module itself decodes.
 
 Randomness: every draw comes from a `torch.Generator` seeded with `seed` on the model's device,
 in this order -- z ~ N(0, I), the prior class of every attribute for every sentence (drawn even
@@ -57,47 +51,53 @@ under that c.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import logging
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
-from textgan.checkpoint import (
-    Damaged,
-    RunPaths,
-    best_checkpoint,
-    damaged_checkpoints,
-    latest_checkpoint,
-    read_checkpoint,
-    set_aside_damaged,
-    warn_damaged,
-)
-from textgan.config import Config, config_from_dict
 from textgan.devices import resolve_device
-from textgan.errors import CheckpointError, DamagedCheckpointError, SamplingError, TokenizerError
-from textgan.models import (Discriminator, Encoder, Generator, Memory, build_vae, code_dim,
-                             encode_source, fill_missing, one_hot_code, select_memory)
+from textgan.errors import SamplingError
+from textgan.models import Memory, encode_source, fill_missing, one_hot_code, select_memory
 from textgan.models.generator import check_decoding
-from textgan.tokenizer import Tokenizer
 from textgan.models.modes import eval_mode
+from textgan.styles import (
+    StyleSpec,
+    all_styles,
+    check_style,
+    describe_attributes,
+    parse_style,
+    resolve_style,
+    style_label,
+)
+from textgan.trained_model import (
+    PRETRAIN_STAGE,
+    TRAIN_STAGE,
+    LoadedModel,
+    find_checkpoint,
+    load_for_inference,
+)
 
 log = logging.getLogger(__name__)
 
-PRETRAIN_STAGE = "pretrain"
-TRAIN_STAGE = "train"
 # Rows per decoder call: bounds the (B, V) logits and (B, max_len) buffers for large n, while
 # staying big enough that the per-step Python overhead is shared by many sentences.
 DECODE_BATCH = 512
 
-StyleSpec = str | Mapping[str, str | int] | None
+# The public inference API, wherever each name is defined (README, notebooks and the commands
+# import it from here).
+__all__ = [
+    "DECODE_BATCH", "PRETRAIN_STAGE", "TRAIN_STAGE", "LoadedModel", "SampledSentence",
+    "StyleSpec", "Transfer", "all_styles", "check_style", "describe_attributes",
+    "find_checkpoint", "format_sentence", "interpolate", "load_for_inference", "parse_style",
+    "print_sampled_sentence", "reconstruct", "resolve_device", "resolve_style",
+    "sample_by_style", "sample_sentences", "style_label", "transfer",
+]
 
 
 class SampledSentence(NamedTuple):
@@ -117,284 +117,11 @@ class Transfer(NamedTuple):
     target_style: dict[str, str]  # the full style decoded with: requested + kept (or prior)
 
 
-@dataclass
-class LoadedModel:
-    """Everything decoding needs. `load_for_inference` builds it from a checkpoint; a training
-    handler may build it from its live modules (checkpoint=None) to dump samples."""
-
-    config: Config
-    tokenizer: Tokenizer
-    attributes: dict[str, list[str]]  # attribute -> class names in index order
-    encoder: Encoder
-    generator: Generator
-    stage: str
-    checkpoint: Path | None
-    device: torch.device
-    weights: str = "model"  # the checkpoint entry the weights came from: "model" or "ema_model"
-    # The adversarial stage's attribute classifier, used to read the style of given sentences;
-    # None for a pretrain-stage model (no D exists yet).
-    discriminator: nn.Module | None = None
-
-    @property
-    def num_classes(self) -> list[int]:
-        return [len(classes) for classes in self.attributes.values()]
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def find_checkpoint(run_dir: str | Path) -> Path:
-    """The checkpoint a run folder stands for: train newest > pretrain newest > pretrain best.
-
-    Checkpoints cut short (empty, truncated) are set aside with a warning naming the one used
-    instead (`textgan.checkpoint.latest_checkpoint`).
-    """
-    root = Path(run_dir)
-    if not root.exists():
-        raise CheckpointError(f"run folder not found: {root}")
-    if not root.is_dir():
-        raise CheckpointError(f"{root} is a file, not a run folder (pass it as the checkpoint)")
-    paths = RunPaths(root)
-    train_dir, pretrain_dir = paths.stage_dir(TRAIN_STAGE), paths.stage_dir(PRETRAIN_STAGE)
-    # Where training ended, as `python -m textgan.train` starts from: with a KL weight below 1
-    # the best validation ELBO (beta = 1) is an early epoch while reconstruction and samples
-    # keep improving (NOTES.md, experiment D). Pass a best_checkpoint_*.pt file to use it.
-    damaged: list[Damaged] = []  # set aside on the way, named with the file used instead
-    found = (latest_checkpoint(train_dir, TRAIN_STAGE, damaged=damaged)
-             or latest_checkpoint(pretrain_dir, PRETRAIN_STAGE, damaged=damaged)
-             or best_checkpoint(pretrain_dir, damaged=damaged))
-    if damaged:
-        warn_damaged(damaged, f"using {found}, the newest intact checkpoint" if found else
-                     f"no intact checkpoint is left in {root}")
-    if found is None:
-        unreadable = [path.name for folder, stage in ((train_dir, TRAIN_STAGE),
-                                                      (pretrain_dir, PRETRAIN_STAGE))
-                      for pattern in (f"{stage}_checkpoint_*", "best_checkpoint_*")
-                      for path in damaged_checkpoints(folder, pattern)]
-        if unreadable:
-            raise CheckpointError(
-                f"no intact checkpoint in the run folder {root}: {', '.join(unreadable)} "
-                "cannot be read; train again with the same --run-dir after moving them away")
-        raise CheckpointError(
-            f"no checkpoint in the run folder {root}: looked for "
-            f"{TRAIN_STAGE}/{TRAIN_STAGE}_checkpoint_*.pt, "
-            f"{PRETRAIN_STAGE}/{PRETRAIN_STAGE}_checkpoint_*.pt and "
-            f"{PRETRAIN_STAGE}/best_checkpoint_*.pt (train one with "
-            f"`python -m textgan.pretrain --run-dir {root}`)")
-    return found
-
-
-def _read_run_folder(run_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """The checkpoint `find_checkpoint` picks and its state; one that looks whole but does not
-    load is set aside like a truncated one, and the next is tried."""
-    damaged: Damaged | None = None
-    while True:
-        checkpoint = find_checkpoint(run_dir)
-        if damaged is not None:
-            warn_damaged([damaged], f"using {checkpoint}, the newest intact checkpoint")
-        try:
-            return checkpoint, read_checkpoint(checkpoint)
-        except DamagedCheckpointError as error:
-            damaged = set_aside_damaged(checkpoint, error.problem)
-
-
-def load_for_inference(path: str | Path, *, device: str | torch.device = "cpu",
-                       use_ema: bool = True, run_dir: str | Path | None = None) -> LoadedModel:
-    """Rebuild the encoder and generator of a run folder's checkpoint (or of a .pt file).
-
-    The config, tokenizer and attribute classes come from the checkpoint itself. When the run
-    folder (`run_dir`, or the folder the checkpoint sits in) has a tokenizer.model, it must be
-    the one the checkpoint was trained with: a replaced tokenizer would decode every id to the
-    wrong word without any error, so it is refused.
-    """
-    path = Path(path)
-    # A missing path that is not a .pt file was meant as a run folder: say so in the error.
-    if path.is_dir() or (not path.exists() and path.suffix != ".pt"):
-        checkpoint, state = _read_run_folder(path)
-        run_dir = path if run_dir is None else run_dir
-    else:  # a file asked for by name is that file or an error, never another one
-        checkpoint = path
-        state = read_checkpoint(checkpoint)
-    meta = state["meta"]
-    stage = str(meta["stage"])
-    if run_dir is None and checkpoint.parent.name in (PRETRAIN_STAGE, TRAIN_STAGE):
-        run_dir = checkpoint.parent.parent
-    tokenizer = _checkpoint_tokenizer(meta, checkpoint, None if run_dir is None else Path(run_dir))
-    cfg = config_from_dict(dict(meta["config"]), origin=f"the config saved in {checkpoint}")
-    attributes = {str(name): [str(c) for c in classes]
-                  for name, classes in meta["attributes"].items()}
-    target = resolve_device(device, error=SamplingError)
-
-    vae = build_vae(cfg.model, vocab_size=tokenizer.vocab_size,
-                    code_dim=code_dim([len(c) for c in attributes.values()]),
-                    pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
-    key = "ema_model" if use_ema and "ema_model" in state else "model"
-    if key not in state:
-        raise CheckpointError(f"{checkpoint} holds no model weights (no 'model' entry)")
-    # The stages save the pair under this ModuleDict layout ("encoder.*", "generator.*").
-    modules = nn.ModuleDict({"encoder": vae.encoder, "generator": vae.generator})
-    try:
-        modules.load_state_dict(state[key], strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(
-            f"{checkpoint}: the '{key}' weights do not fit the model its own config describes "
-            f"({str(error).splitlines()[0]} ...)") from None
-    modules.to(target).eval()
-    discriminator = None
-    if "discriminator" in state:
-        discriminator = _load_discriminator(state["discriminator"], cfg, tokenizer, attributes,
-                                            checkpoint)
-        discriminator.to(target).eval()
-    log.info("loaded %s (%s stage, %s weights%s) on %s; attributes: %s", checkpoint, stage,
-             "EMA" if key == "ema_model" else "raw",
-             ", with discriminator" if discriminator is not None else "", target,
-             describe_attributes(attributes) or "none")
-    return LoadedModel(config=cfg, tokenizer=tokenizer, attributes=attributes,
-                       encoder=vae.encoder, generator=vae.generator, stage=stage,
-                       checkpoint=checkpoint, device=target, weights=key,
-                       discriminator=discriminator)
-
-
-def _load_discriminator(weights: object, cfg: Config, tokenizer: Tokenizer,
-                        attributes: Mapping[str, Sequence[str]],
-                        checkpoint: Path) -> Discriminator:
-    """D rebuilt from the checkpoint's own config section and loaded strictly."""
-    if not isinstance(weights, Mapping):
-        raise CheckpointError(f"{checkpoint}: its 'discriminator' entry is a "
-                              f"{type(weights).__name__}, not a state dict")
-    try:
-        discriminator = Discriminator(cfg.discriminator, vocab_size=tokenizer.vocab_size,
-                                      num_classes=[len(c) for c in attributes.values()],
-                                      pad_id=tokenizer.pad_id)
-    except ValueError as error:  # e.g. no attributes: a D has nothing to predict
-        raise CheckpointError(f"{checkpoint}: its discriminator cannot be rebuilt: {error}") \
-            from None
-    try:
-        discriminator.load_state_dict(weights, strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(
-            f"{checkpoint}: the 'discriminator' weights do not fit the discriminator its own "
-            f"config describes ({str(error).splitlines()[0]} ...)") from None
-    return discriminator
-
-
-def _checkpoint_tokenizer(meta: Mapping[str, object], checkpoint: Path,
-                          run_dir: Path | None) -> Tokenizer:
-    try:
-        tokenizer = Tokenizer.from_bytes(meta["tokenizer_model"])  # type: ignore[arg-type]
-    except TokenizerError as error:
-        raise TokenizerError(f"{checkpoint}: its stored tokenizer: {error}") from None
-    if tokenizer.sha256 != meta["tokenizer_sha256"]:
-        raise CheckpointError(f"{checkpoint} is damaged: its tokenizer bytes do not match the "
-                              "sha256 recorded beside them")
-    model_file = None if run_dir is None else RunPaths(run_dir).tokenizer
-    if model_file is not None and model_file.is_file():
-        on_disk = hashlib.sha256(model_file.read_bytes()).hexdigest()
-        if on_disk != tokenizer.sha256:
-            raise TokenizerError(
-                f"{model_file} (sha256 {on_disk[:12]}...) is not the tokenizer {checkpoint} was "
-                f"trained with (sha256 {tokenizer.sha256[:12]}...); the run folder was changed "
-                "after training. Restore its tokenizer.model or pass the checkpoint from its own "
-                "run folder")
-    return tokenizer
-
-
-# --------------------------------------------------------------------------- styles
-
-
-def describe_attributes(attributes: Mapping[str, Sequence[str]]) -> str:
-    """'sentiment (negative, positive), tense (past, present)' for messages."""
-    return ", ".join(f"{name} ({', '.join(classes)})" for name, classes in attributes.items())
-
-
-def style_label(style: Mapping[str, str]) -> str:
-    """'sentiment=positive, tense=past': how a style is shown next to a sentence."""
-    return ", ".join(f"{name}={value}" for name, value in style.items())
-
-
 def format_sentence(sentence: SampledSentence) -> str:
     """The line `print_sampled_sentence` writes: '[sentiment=positive, tense=past] text'."""
     if not sentence.style:  # a model without attributes: nothing to label
         return sentence.text
     return f"[{style_label(sentence.style)}] {sentence.text}"
-
-
-def parse_style(text: str, attributes: Mapping[str, Sequence[str]]) -> dict[str, str]:
-    """'sentiment=positive,tense=past' -> {'sentiment': 'positive', 'tense': 'past'}.
-
-    Empty text (or whitespace) means no attribute fixed: all are drawn from the prior.
-    Raises SamplingError naming the valid attributes and classes.
-    """
-    style: dict[str, str] = {}
-    for item in text.split(","):
-        item = item.strip()
-        if not item:  # tolerates a trailing comma and the empty style
-            continue
-        name, sep, value = item.partition("=")
-        name, value = name.strip(), value.strip()
-        if not sep or not name or not value:
-            example = ",".join(f"{n}={c[0]}" for n, c in attributes.items() if c) or "name=class"
-            raise SamplingError(f"style item '{item}' is not name=class (e.g. '{example}'); "
-                                f"this model knows {describe_attributes(attributes) or 'none'}")
-        if name in style:
-            raise SamplingError(f"style '{text}' gives the attribute '{name}' twice")
-        style[name] = value
-    return check_style(style, attributes)
-
-
-def check_style(style: Mapping[str, str | int], attributes: Mapping[str, Sequence[str]]
-                ) -> dict[str, str]:
-    """Validate a style mapping (class names or indices); class names in attribute order."""
-    if style and not attributes:
-        raise SamplingError("this model has no style attributes (it was trained on an "
-                            "unlabelled corpus); leave the style out")
-    resolved: dict[str, str] = {}
-    for name, value in style.items():
-        if name not in attributes:
-            raise SamplingError(f"unknown style attribute '{name}'; this model knows "
-                                f"{describe_attributes(attributes)}")
-        resolved[name] = _class_name(name, value, list(attributes[name]))
-    return {name: resolved[name] for name in attributes if name in resolved}
-
-
-def _class_name(attribute: str, value: str | int, classes: list[str]) -> str:
-    numeric_names = any(c.strip().isdigit() for c in classes)
-    index: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        index = value
-    elif isinstance(value, str):
-        if value in classes:
-            return value
-        folded = [c for c in classes if c.casefold() == value.casefold()]
-        if len(folded) == 1:
-            return folded[0]
-        # Digits are read as an index only when no class is named by digits: with classes
-        # "1" and "2", "1" must mean the class "1", never the class at index 1.
-        if value.isdigit() and not numeric_names:
-            index = int(value)
-    if index is not None and 0 <= index < len(classes):
-        return classes[index]
-    hint = "" if numeric_names else f" or an index 0..{len(classes) - 1}"
-    raise SamplingError(f"unknown class {value!r} for the style attribute '{attribute}'; use "
-                        f"one of {', '.join(classes)}{hint}")
-
-
-def resolve_style(style: StyleSpec, attributes: Mapping[str, Sequence[str]]) -> dict[str, str]:
-    """A style given as text, a mapping or None (= every attribute from the prior)."""
-    if style is None:
-        return {}
-    if isinstance(style, str):
-        return parse_style(style, attributes)
-    if isinstance(style, Mapping):
-        return check_style(style, attributes)
-    raise SamplingError(f"a style is 'name=class,...' text or a mapping, got "
-                        f"{type(style).__name__}")
-
-
-def all_styles(attributes: Mapping[str, Sequence[str]]) -> list[dict[str, str]]:
-    """Every combination of one class per attribute, first attribute slowest ([{}] if none)."""
-    return [dict(zip(attributes, combination))
-            for combination in itertools.product(*attributes.values())]
 
 
 # --------------------------------------------------------------------------- decoding
