@@ -22,7 +22,7 @@ from textgan.corpora import load_corpus
 from textgan.corpora.oracle import parse_many
 from textgan.data import Batch
 from textgan.errors import CheckpointError, SamplingError
-from textgan.evaluation.report import flat_scalars
+from textgan.evaluation.report_tensorboard import flat_scalars
 from textgan.evaluation.vae_health import importance_weighted_nll
 from textgan.losses import gaussian_log_density, reconstruction_loss
 from textgan.models import build_vae, one_hot_code

@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
 
 
 def _print_judges(report: dict[str, Any]) -> None:
-    from textgan.evaluation.report import STOPPED_BY
+    from textgan.evaluation.report_markdown import STOPPED_BY
 
     classifier = report.get("classifier") or {}
     lm = report.get("lm") or {}
