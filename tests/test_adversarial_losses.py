@@ -312,6 +312,47 @@ def test_independence_gradient_pulls_the_posterior_mean_toward_z():
     assert independence_loss(stepped, logvar, z) < loss
 
 
+def test_independence_loss_variants_hand_case():
+    # the hand case above: sentence 0 exact, sentence 1 off by (2, 1) with variances (4, 1)
+    mean = torch.tensor([[0.5, -1.0], [1.0, 0.0]], dtype=torch.float64)
+    logvar = torch.tensor([[0.0, 0.0], [math.log(4.0), 0.0]], dtype=torch.float64)
+    z = torch.tensor([[0.5, -1.0], [3.0, -1.0]], dtype=torch.float64)
+    log2pi = math.log(2 * math.pi)
+    nll = independence_loss(mean, logvar, z)
+    assert independence_loss(mean, logvar, z, "nll_detached_var").item() == pytest.approx(
+        nll.item(), abs=1e-12)
+    # variance 1: 0.5 * sum_d (log 2 pi + err^2); errors (0, 0) and (2, 1)
+    fixed = (log2pi + (log2pi + 0.5 * (4.0 + 1.0))) / 2
+    assert independence_loss(mean, logvar, z, "nll_fixed_var").item() == pytest.approx(
+        fixed, abs=1e-12)
+    # a mean over dimensions: (0 + 0) / 2 and (4 + 1) / 2, then over sentences
+    assert independence_loss(mean, logvar, z, "mse").item() == pytest.approx(1.25, abs=1e-12)
+    with pytest.raises(ValueError, match="unknown independence loss 'l1'"):
+        independence_loss(mean, logvar, z, "l1")
+
+
+def test_only_the_full_nll_lets_the_reader_lower_the_loss_through_its_variance():
+    mean = torch.tensor([[0.0, 1.0]], requires_grad=True)
+    z = torch.tensor([[2.0, -1.0]])
+    for kind, variance_gets_gradient in (("nll", True), ("nll_detached_var", False),
+                                         ("nll_fixed_var", False), ("mse", False)):
+        logvar = torch.zeros(1, 2, requires_grad=True)
+        independence_loss(mean, logvar, z, kind).backward()
+        assert (logvar.grad is not None and bool(logvar.grad.abs().sum() > 0)) \
+            == variance_gets_gradient, kind
+    # with the full NLL a wider posterior is cheaper for errors above 1 sigma: G's lever
+    logvar = torch.zeros(1, 2, requires_grad=True)
+    independence_loss(mean, logvar, z).backward()
+    assert bool((logvar.grad < 0).all())
+
+
+def test_independence_loss_kinds_match_the_config_choices():
+    from textgan.config import INDEPENDENCE_LOSSES as CONFIG_CHOICES
+    from textgan.losses import INDEPENDENCE_LOSSES
+
+    assert CONFIG_CHOICES == INDEPENDENCE_LOSSES
+
+
 def test_independence_loss_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="must all be"):
         independence_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 4))

@@ -392,8 +392,9 @@ def _hand_sentence() -> tuple[SoftSentence, torch.Tensor]:
 
 def test_position_weights_soft_rewards_a_late_eos():
     sentence, eos_probs = _hand_sentence()
+    sentence = sentence._replace(lengths=torch.tensor([4, 4]))  # no EOS in the argmax reading
     weights = position_weights(sentence, "soft")
-    assert weights is sentence.weights
+    torch.testing.assert_close(weights, sentence.weights)
     # A reader that gains from every alive position pushes every EOS probability down (but the
     # last one, which no position after it depends on): the lever behind run-on sentences.
     weights.sum().backward()
@@ -403,8 +404,12 @@ def test_position_weights_soft_rewards_a_late_eos():
 def test_position_weights_detached_and_hard_leave_eos_no_gradient_from_the_reader():
     sentence, eos_probs = _hand_sentence()
     detached = position_weights(sentence, "detached")
-    torch.testing.assert_close(detached, torch.tensor([[1.0, 0.5, 0.4, 0.3],
-                                                       [1.0, 0.9, 0.18, 0.18]]))
+    # P(no EOS before t), cut after the argmax reading's first EOS (at 0 and at 1)
+    torch.testing.assert_close(detached, torch.tensor([[1.0, 0.0, 0.0, 0.0],
+                                                       [1.0, 0.9, 0.0, 0.0]]))
+    uncut = position_weights(sentence._replace(lengths=torch.tensor([4, 4])), "detached")
+    torch.testing.assert_close(uncut, torch.tensor([[1.0, 0.5, 0.4, 0.3],
+                                                    [1.0, 0.9, 0.18, 0.18]]))
     assert not detached.requires_grad
     hard = position_weights(sentence, "hard")
     assert torch.equal(hard, torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]]))

@@ -54,6 +54,8 @@ def setting(default: Any, help: str, *, gt: float | None = None, ge: float | Non
 
 
 PRECISIONS = ("fp32", "bf16")
+INDEPENDENCE_LOSSES = ("nll", "nll_detached_var", "nll_fixed_var", "mse")
+
 
 @dataclass
 class DataConfig:
@@ -98,6 +100,14 @@ class DataConfig:
         0, "sentences held out for test when the corpus has no test file: 0 = test_fraction of "
            "them, more = exactly this many (test_fraction is then unused)", ge=0)
     split_seed: int = setting(0, "seed of the deterministic train/valid/test split")
+    label_fraction: float = setting(
+        1.0, "share of the training sentences that keep their labels: a deterministic, "
+             "class-balanced subset drawn with split_seed; the others train as unlabelled text "
+             "(semi-supervised, Hu et al. 2017). Valid and test keep every label, and the "
+             "evaluation judges train on every label", gt=0.0, le=1.0)
+    labelled_sentences: int = setting(
+        0, "keep the labels of exactly this many training sentences (class-balanced) instead "
+           "of label_fraction of them (0 = use label_fraction)", ge=0)
     on_decode_error: str = setting(
         "fail", "undecodable bytes in a text file: 'fail' with line numbers, or 'skip' the lines",
         choices=("fail", "skip"))
@@ -283,6 +293,17 @@ class TrainConfig:
         0.0, "weight of the cycle loss -log p(x | z~, c, x~): each real sentence read back from "
              "its transfer x~ (with train.lambda_t's rewrites), so that what is not style "
              "survives a transfer (back-translation; 0 = off)", ge=0.0)
+    independence_loss: str = setting(
+        "nll", "form of the independence loss on E's reading (mean mu, variance s2) of the soft "
+               "sentence generated from z: nll = -log N(z; mu, s2) (Hu et al.); nll_detached_var "
+               "= the same with s2 a constant (G cannot lower it by making E less certain); "
+               "nll_fixed_var = s2 fixed at 1 (0.5 |z - mu|^2 + const); mse = mean squared "
+               "error |z - mu|^2 / z_dim", choices=INDEPENDENCE_LOSSES)
+    unlabelled_code: str = setting(
+        "expectation", "c in the VAE loss of an unlabelled sentence: expectation = the "
+                       "reconstruction loss averaged over D's q_D(c|x), one generator pass per "
+                       "class (Hu et al. 2017, eq. 5); argmax = D's most likely class",
+        choices=("expectation", "argmax"))
     generated_batch_size: int = setting(
         0, "sentences generated per batch for the losses on generated text (D's term on hard "
            "samples; G's attribute, independence and transfer losses on soft sentences; 0 = as "

@@ -21,6 +21,8 @@ from textgan.data import Batch
 from textgan.losses import (
     attribute_accuracy,
     attribute_loss,
+    code_combinations,
+    code_posterior_weights,
     decomposed_kl_loss,
     free_bits_kl,
     gaussian_kl,
@@ -34,6 +36,7 @@ from textgan.models import (
     Generator,
     Memory,
     Posterior,
+    SoftSentence,
     drop_memory,
     encode_soft_source,
     encode_source,
@@ -166,25 +169,37 @@ class AdversarialSteps:
 
     D step: L_D = L_s + lambda_u * (CE(D(x_hat), c) + beta * H(D(x_hat))) on real labelled
     sentences x and hard samples x_hat ~ G(z, c) from the prior (which end at their first EOS).
-    No gradient reaches G: the samples are drawn without one.
+    No gradient reaches G: the samples are drawn without one. When the training split has
+    unlabelled sentences, lambda_u * beta * H(D(x_u)) on them joins L_D: Hu et al.'s L_u covers
+    generated sentences only; the same minimum-entropy term on unlabelled real ones is the usual
+    semi-supervised regulariser (Grandvalet and Bengio 2005), so that D commits on real text too.
 
     G+E step, one backward over L_VAE + lambda_c * L_attr_c + lambda_z * L_attr_z:
-    - L_VAE = reconstruction + beta * KL of real sentences, c from the label where known, else
-      D's prediction; its gradient trains both E and G (Hu et al.'s E step and the VAE part of
-      the G step).
+    - L_VAE = reconstruction + beta * KL of real sentences, c from the label where known; where
+      it is missing, the reconstruction loss is the expectation over D's q_D(c|x) (Hu et al.,
+      eq. 5; one generator pass per joint class, `train.unlabelled_code = "expectation"`) or
+      uses D's argmax ("argmax"); its gradient trains both E and G (Hu et al.'s E step and the
+      VAE part of the G step).
     - L_attr_c = -log q_D(c | G_tau(z, c)) on the soft sentence; D's weights are frozen for it,
       so it trains G alone.
-    - L_attr_z = -log q_E(z | G_tau(z, c)); E's weights are frozen for it (E learns from L_VAE
-      only), so it trains G to write sentences from which z can be read back.
+    - L_attr_z = -log q_E(z | G_tau(z, c)) (or a variant, `train.independence_loss`); E is a
+      frozen critic for it (weights frozen, eval mode: E learns from L_VAE only), so it trains G
+      to write sentences from which z can be read back. Not computed when lambda_z is 0.
+    D and E read a soft sentence the same way (`position_weights`).
     Separate optimizers step D, G and E; G owns a shared embedding table.
+
+    `semi_supervised`: whether the training split has sentences with a missing label; known
+    when the stage is built, so that no step has to ask the device whether a batch has any.
     """
 
     def __init__(self, *, encoder: Encoder, generator: Generator, discriminator: nn.Module,
                  optimizers: dict[str, torch.optim.Optimizer], cfg: TrainConfig,
                  num_classes: Sequence[int], max_len: int, class_weights: Sequence[Any],
-                 unk_id: int, pad_id: int, bos_id: int, device: torch.device) -> None:
+                 unk_id: int, pad_id: int, bos_id: int, device: torch.device,
+                 semi_supervised: bool = False) -> None:
         self.encoder, self.generator, self.discriminator = encoder, generator, discriminator
         self.optimizers, self.cfg = optimizers, cfg
+        self.semi_supervised = semi_supervised and bool(num_classes)
         self.num_classes, self.max_len = list(num_classes), max_len
         self.class_weights = list(class_weights)
         self.unk_id, self.pad_id, self.bos_id, self.device = unk_id, pad_id, bos_id, device
@@ -212,6 +227,9 @@ class AdversarialSteps:
             real_correct, real_counted = attribute_accuracy(real_logits, batch.labels,
                                                             batch.label_mask)
             loss = real.total
+            if self.semi_supervised:
+                unlabelled = prediction_entropy(real_logits, rows=~batch.label_mask)
+                loss = loss + cfg.lambda_u * cfg.entropy_weight * unlabelled
             fake_loss = entropy = fake_acc = torch.zeros((), device=self.device)
             if not warm_up:
                 z, labels = self.prior(generated_rows(batch.tokens.shape[0],
@@ -248,9 +266,9 @@ class AdversarialSteps:
         with mixed_precision(self.device, cfg.precision):
             # L_VAE on the real sentences, c from the label where known, else from D
             with torch.no_grad(), eval_mode(disc):
-                predicted = torch.stack([logits.argmax(-1) for logits in
-                                         disc(batch.tokens, batch.lengths)], dim=1) \
-                    if self.num_classes else batch.labels
+                d_logits = disc(batch.tokens, batch.lengths) if self.num_classes else []
+            predicted = torch.stack([logits.argmax(-1) for logits in d_logits], dim=1) \
+                if self.num_classes else batch.labels
             labels = torch.where(batch.label_mask, batch.labels, predicted)
             # the whole memory is the transfer loss's; the VAE loss forgets some rows of it
             posterior, source = encode_source(encoder, generator, batch.tokens, batch.lengths,
@@ -259,10 +277,13 @@ class AdversarialSteps:
             z = reparameterize(posterior)
             inputs = apply_word_dropout(generator.teacher_inputs(batch.tokens), cfg.word_dropout,
                                         unk_id=self.unk_id, pad_id=self.pad_id, bos_id=self.bos_id)
-            logits = generator(inputs, z, one_hot_code(labels, self.num_classes), memory)
-            rec = reconstruction_loss(logits, batch.tokens, batch.lengths)
+            if self.semi_supervised and cfg.unlabelled_code == "expectation":
+                rec_loss = self.expected_reconstruction(batch, d_logits, inputs, z, memory)
+            else:
+                logits = generator(inputs, z, one_hot_code(labels, self.num_classes), memory)
+                rec_loss = reconstruction_loss(logits, batch.tokens, batch.lengths).per_sentence
             kl = free_bits_kl(gaussian_kl(posterior.mean, posterior.logvar), cfg.free_bits)
-            vae_loss = rec.per_sentence + cfg.kl_weight * kl.loss_value
+            vae_loss = rec_loss + cfg.kl_weight * kl.loss_value
 
             soft_rows = generated_rows(batch.tokens.shape[0], cfg.generated_batch_size)
             # the soft sentence G_tau(z, c) from the prior, read by a frozen D and a frozen E
@@ -273,15 +294,9 @@ class AdversarialSteps:
             weights = position_weights(soft, cfg.soft_mask)  # (B, T)
             with frozen(disc), eval_mode(disc):
                 attr_c = attribute_loss(disc.forward_soft(soft.probs, weights), c_labels).total
-            with frozen(encoder):
-                # E was trained on real sentences read to their end; read to the argmax reading's
-                # end, a generated one looks like them. Reading all max_len positions (the faded
-                # tail too) ran the bidirectional GRU through ~10 near-zero inputs into states it
-                # never saw: q_E(z|x_hat) was noise, L_attr_z stayed ~44 nats and its gradient
-                # wore down G's grammar (NOTES.md, experiment G).
-                embedded = encoder.embed_soft(soft.probs) * weights.unsqueeze(-1)
-                generated = encoder.encode_embeddings(embedded, soft.lengths)
-                attr_z = independence_loss(generated.mean, generated.logvar, z_prior)
+            attr_z = zero
+            if cfg.lambda_z > 0:
+                attr_z = self.independence(soft, weights, z_prior)
             attr_t = cycle = zero
             if cfg.lambda_t > 0 or cfg.lambda_cycle > 0:
                 attr_t, cycle = self.transfer_losses(batch, posterior, source, labels,
@@ -300,9 +315,47 @@ class AdversarialSteps:
             self.optimizers[name].step()
         return dict(zip(("g_loss", "rec", "kl", "attr_c", "attr_z", "attr_t", "cycle",
                          "g_grad_norm", "e_grad_norm"),
-                        (loss.detach(), rec.per_sentence.detach(), kl.raw.detach(),
+                        (loss.detach(), rec_loss.detach(), kl.raw.detach(),
                          attr_c.detach(), attr_z.detach(), attr_t.detach(), cycle.detach(),
                          *norms)))
+
+    def expected_reconstruction(self, batch: Batch, d_logits: Sequence[torch.Tensor],
+                                inputs: torch.Tensor, z: torch.Tensor, memory: Memory | None
+                                ) -> torch.Tensor:
+        """() mean_b E_{q(c|x_b)}[-log p_G(x_b | z_b, c)]: q is one-hot on the known labels and
+        D's prediction (no gradient) on the missing ones (`code_posterior_weights`).
+
+        One teacher-forced pass per joint class assignment (2 for one binary attribute), every
+        sentence in each: a fully labelled row then weighs exactly its own pass.
+        """
+        combinations = code_combinations(self.num_classes, device=z.device)  # (M, A)
+        probs = [logits.float().softmax(-1) for logits in d_logits]
+        weights = code_posterior_weights(probs, batch.labels, batch.label_mask,
+                                         combinations)  # (B, M)
+        nll = []
+        for combination in combinations:
+            labels = combination.expand(z.shape[0], -1)  # (B, A)
+            logits = self.generator(inputs, z, one_hot_code(labels, self.num_classes), memory)
+            nll.append(reconstruction_loss(logits, batch.tokens, batch.lengths).nll_sum)
+        return (weights * torch.stack(nll, dim=1)).sum(dim=1).mean()
+
+    def independence(self, soft: SoftSentence, weights: torch.Tensor,
+                     z: torch.Tensor) -> torch.Tensor:
+        """() L_attr_z: E, a frozen critic (weights frozen, eval mode), reads the soft sentence
+        generated from z; `train.independence_loss` measures how far its posterior is from z.
+
+        E was trained on real sentences read to their end; read to the argmax reading's end, a
+        generated one looks like them. Reading all max_len positions (the faded tail too) ran
+        the bidirectional GRU through ~10 near-zero inputs into states it never saw:
+        q_E(z|x_hat) was noise, L_attr_z stayed ~44 nats and its gradient wore down G's grammar
+        (NOTES.md, experiment G).
+        """
+        encoder = self.encoder
+        with frozen(encoder), eval_mode(encoder):
+            embedded = encoder.embed_soft(soft.probs) * weights.unsqueeze(-1)
+            generated = encoder.encode_embeddings(embedded, soft.lengths)
+            return independence_loss(generated.mean, generated.logvar, z,
+                                     self.cfg.independence_loss)
 
     def transfer_losses(self, batch: Batch, posterior: Posterior, memory: Memory | None,
                         labels: torch.Tensor, rows: int, tau: float, hard: bool

@@ -9,9 +9,11 @@ engines decide how terms are weighted and what is logged. Sections:
   `mutual_information`, `active_units`;
 - adversarial stage: D's attribute loss over known labels (`attribute_loss`, optional class
   weights from `class_weights` / `class_weights_from_labels`), the minimum-entropy term
-  (`prediction_entropy`), the independence loss -log q_E(z|x_hat) (`independence_loss`), and
-  the monitors `attribute_accuracy` and `code_usage`. Attribute terms are summed over
-  attributes (Hu et al. 2017).
+  (`prediction_entropy`), the independence loss -log q_E(z|x_hat) and its variants
+  (`independence_loss`), the weights of the VAE loss's expectation over D's reading of
+  unlabelled sentences (`code_combinations`, `code_posterior_weights`), and the monitors
+  `attribute_accuracy` and `code_usage`. Attribute terms are summed over attributes (Hu et al.
+  2017).
 
 Conventions: `B` sentences, `T` time steps, `V` vocabulary, `Z` latent dimensions. Every loss is
 computed in fp32 (or fp64 when given fp64) whatever the dtype of the network outputs, because
@@ -401,10 +403,13 @@ def soft_attribute_loss(logits: Sequence[Tensor], target_probs: Sequence[Tensor]
                     counted=torch.tensor(counted, device=per_attribute.device))
 
 
-def prediction_entropy(logits: Sequence[Tensor]) -> Tensor:
+def prediction_entropy(logits: Sequence[Tensor], rows: Tensor | None = None) -> Tensor:
     """() Entropy of D's predictions, mean over sentences, summed over attributes (nats).
 
         H = sum_a mean_b [ -sum_k p_bak log p_bak ],   p_ba = softmax(logits_a)_b
+
+    `rows` (B, A) bool, optional: attribute a's mean runs over the sentences where rows[:, a]
+    is True only (0 where there are none), e.g. the sentences whose label a is missing.
 
     Computed as -(softmax * log_softmax) rather than log(softmax): a probability that underflows
     to 0 then contributes 0 * (large finite) = 0, not 0 * -inf = NaN. Hu et al.'s minimum-entropy
@@ -417,28 +422,85 @@ def prediction_entropy(logits: Sequence[Tensor]) -> Tensor:
     for head in logits:
         head = _at_least_fp32(head)  # (B, K)
         log_p = F.log_softmax(head, dim=-1)  # (B, K)
-        parts.append(-(log_p.exp() * log_p).sum(dim=-1).mean())
+        per_row = -(log_p.exp() * log_p).sum(dim=-1)  # (B,)
+        if rows is None:
+            parts.append(per_row.mean())
+        else:  # a masked mean, without a host sync on how many rows count
+            counted = rows[:, len(parts)].float()  # (B,)
+            parts.append((per_row * counted).sum() / counted.sum().clamp(min=1.0))
     if not parts:
         return torch.zeros(())
     return torch.stack(parts).sum()
 
 
-def independence_loss(mean: Tensor, logvar: Tensor, z: Tensor) -> Tensor:
-    """() -log q_E(z | x_hat): the encoder must recover z from the sentence generated with it.
+INDEPENDENCE_LOSSES = ("nll", "nll_detached_var", "nll_fixed_var", "mse")
 
-        L_attr_z = mean_b 0.5 * sum_d [ log 2 pi + logvar_bd + (z_bd - mean_bd)^2 / exp(logvar_bd) ]
+
+def independence_loss(mean: Tensor, logvar: Tensor, z: Tensor, kind: str = "nll") -> Tensor:
+    """() How far the encoder's reading of the sentence generated from z is from z.
 
     mean, logvar (B, Z): the encoder's posterior of the generated (soft) sentence G_tau(z, c);
     z (B, Z): the latent that sentence was generated from, the target. The caller detaches z
     (Hu et al. train G with this term: the target must not move toward the encoder's guess).
-    The full Gaussian NLL, not just the squared error: with a learnt variance the log-variance
-    term is what stops the encoder from buying a small loss with a huge variance.
+    Per sentence, summed over dimensions d, then the mean over sentences:
+
+        nll              0.5 * sum_d [ log 2 pi + logvar_d + (z_d - mean_d)^2 / exp(logvar_d) ]
+        nll_detached_var the same with logvar a constant (no gradient through it)
+        nll_fixed_var    0.5 * sum_d [ log 2 pi + (z_d - mean_d)^2 ]          (variance 1)
+        mse              mean_d (z_d - mean_d)^2                   (a mean over d, not a sum)
+
+    "nll" is Hu et al.'s -log q_E(z | x_hat). Its log-variance term stops an encoder from
+    buying a small loss with a huge variance when the encoder learns from it; but when E is a
+    frozen critic and G alone learns from it, G can lower it by writing sentences E is *less*
+    sure about, and narrow posteriors scale the squared error by 1/sigma^2 (NOTES.md,
+    experiments F-G6). The other forms remove one of those effects each.
     """
     if not (mean.shape == logvar.shape == z.shape) or mean.dim() != 2:
         raise ValueError(f"mean {tuple(mean.shape)}, logvar {tuple(logvar.shape)} and z "
                          f"{tuple(z.shape)} must all be (B, Z)")
+    if kind not in INDEPENDENCE_LOSSES:
+        raise ValueError(f"unknown independence loss '{kind}' (use one of "
+                         f"{INDEPENDENCE_LOSSES})")
     mean, logvar, z = _at_least_fp32(mean), _at_least_fp32(logvar), _at_least_fp32(z)
+    if kind == "mse":
+        return (z - mean).pow(2).mean(dim=1).mean()
+    if kind == "nll_fixed_var":
+        logvar = torch.zeros_like(logvar)
+    elif kind == "nll_detached_var":
+        logvar = logvar.detach()
     return -gaussian_log_density(z, mean, logvar).sum(dim=1).mean()
+
+
+def code_combinations(num_classes: Sequence[int], *, device: torch.device | None = None
+                      ) -> Tensor:
+    """(M, A) int64: every joint class assignment of the A attributes, M = prod_a K_a, in
+    lexicographic order (the last attribute varies fastest)."""
+    ranges = [torch.arange(k, device=device) for k in num_classes]
+    if not ranges:
+        return torch.zeros(1, 0, dtype=torch.long, device=device)
+    return torch.cartesian_prod(*ranges).reshape(-1, len(ranges))
+
+
+def code_posterior_weights(probs: Sequence[Tensor], labels: Tensor, label_mask: Tensor,
+                           combinations: Tensor) -> Tensor:
+    """(B, M) fp32: the weight of each joint class assignment for each sentence.
+
+    probs: per attribute (B, K_a) q_D(c_a | x); labels, label_mask (B, A); combinations (M, A)
+    from `code_combinations`. A known label is certain (weight 1 on its class, 0 elsewhere), a
+    missing one is weighted by D, attributes independently:
+
+        w_bm = prod_a ( label_mask_ba ? [c_ma == y_ba] : q_D(c_ma | x_b) )
+
+    so each row sums to 1, and a fully labelled row is one-hot on its own labels. Used for Hu
+    et al.'s VAE loss of unlabelled sentences, E_{q_D(c|x)}[-log p_G(x | z, c)].
+    """
+    weights = torch.ones(labels.shape[0], combinations.shape[0], device=labels.device)
+    for a, head in enumerate(probs):
+        classes = combinations[:, a]  # (M,)
+        from_d = _at_least_fp32(head)[:, classes]  # (B, M)
+        certain = (labels[:, a:a + 1] == classes.unsqueeze(0)).float()  # (B, M)
+        weights = weights * torch.where(label_mask[:, a:a + 1], certain, from_d)
+    return weights
 
 
 def class_weights(counts: Sequence[int], kind: str) -> Tensor | None:

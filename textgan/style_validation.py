@@ -10,6 +10,12 @@ read softly (at the current temperature) and as greedy hard sentences; the share
 D predicts on the greedy samples (code usage: a D that always answers one class shows here).
 On the synthetic corpus the exact oracle also judges the greedy samples: the share that is
 grammatical, and among those the share whose attributes are the requested ones.
+
+With the encoder given, `z_recovery` says how much of z survives G then E (what the
+independence loss asks for): the encoder reads each greedy sample back, and the Pearson
+correlation between z_d and E's posterior mean over the validation's samples, averaged over the
+dimensions d, is 1 when every dimension of z can be read off the sentence and ~0 when the
+sentence does not depend on z.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from torch import nn
 
 from textgan.data import Batch
 from textgan.losses import attribute_accuracy
-from textgan.models import Generator, one_hot_code, sample_code, soft_generate
+from textgan.models import (Encoder, Generator, one_hot_code, position_weights, sample_code,
+                            soft_generate)
 from textgan.models.modes import eval_mode
 from textgan.parallel import gather_lists, rank, sum_over_processes
 
@@ -41,7 +48,39 @@ def style_metric_names(attributes: dict[str, list[str]], oracle: bool) -> list[s
               for value in values]
     if oracle:
         names += ["oracle_grammatical", *(f"oracle_acc_{attribute}" for attribute in attributes)]
-    return names
+    return [*names, "z_recovery"]
+
+
+class LatentRecovery(Metric):
+    """Mean over dimensions of the Pearson correlation between z and E's reading of G(z, c)."""
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        super().__init__(output_transform=lambda out: (out["z"], out["z_read"]), device=device)
+
+    @reinit__is_reduced
+    def reset(self) -> None:
+        # sums over sentences of z, m, z^2, m^2, z*m per dimension, and the count (fp64)
+        self._sums = torch.zeros(0, dtype=torch.float64, device=self._device)
+        self._count = torch.zeros((), dtype=torch.float64, device=self._device)
+
+    @reinit__is_reduced
+    def update(self, output: tuple[torch.Tensor, torch.Tensor]) -> None:
+        z, m = (x.detach().to(self._device, torch.float64) for x in output)  # (B, Z) each
+        sums = torch.stack([z.sum(0), m.sum(0), (z * z).sum(0), (m * m).sum(0),
+                            (z * m).sum(0)])  # (5, Z)
+        self._sums = sums if self._sums.numel() == 0 else self._sums + sums
+        self._count += z.shape[0]
+
+    @sync_all_reduce("_sums", "_count")
+    def compute(self) -> float:
+        n = self._count.clamp(min=1.0)
+        z, m, zz, mm, zm = self._sums / n
+        covariance = zm - z * m
+        spread = ((zz - z * z).clamp(min=0) * (mm - m * m).clamp(min=0)).sqrt()
+        # a dimension E reads as a constant carries nothing of z: correlation 0
+        correlation = torch.where(spread > 0, covariance / spread.clamp(min=1e-12),
+                                  torch.zeros_like(spread))
+        return float(correlation.mean())
 
 
 class CountRatio(Metric):
@@ -114,7 +153,11 @@ class OracleJudge(Metric):
 def create_style_evaluator(generator: Generator, discriminator: nn.Module, *, tokenizer: Any,
                            attributes: dict[str, list[str]], max_len: int,
                            device: torch.device, tau: Callable[[], float], relaxation: str,
-                           seed: int = 0, oracle: Oracle | None = None) -> Engine:
+                           seed: int = 0, oracle: Oracle | None = None,
+                           encoder: Encoder | None = None,
+                           soft_mask: str = "detached") -> Engine:
+    """`soft_mask`: how D reads the soft samples (`position_weights`), as the stage trains it;
+    `encoder`: given, `z_recovery` is measured."""
     names = list(attributes)
     num_classes = [len(values) for values in attributes.values()]
 
@@ -134,7 +177,12 @@ def create_style_evaluator(generator: Generator, discriminator: nn.Module, *, to
             soft = soft_generate(generator, z, c, max_len=max_len, tau=tau(), kind=relaxation,
                                  hard=False, noise=noise)
             soft_correct, _ = attribute_accuracy(
-                discriminator.forward_soft(soft.probs, soft.weights), labels)
+                discriminator.forward_soft(soft.probs, position_weights(soft, soft_mask)),
+                labels)
+            z_read = z
+            if encoder is not None:
+                with eval_mode(encoder):
+                    z_read = encoder(greedy.tokens, greedy.lengths.cpu()).mean
             usage = [torch.bincount(logits.argmax(-1), minlength=k).cpu()
                      for logits, k in zip(greedy_logits, num_classes)]
         styles = [{name: attributes[name][int(index)] for name, index in zip(names, row)}
@@ -142,7 +190,7 @@ def create_style_evaluator(generator: Generator, discriminator: nn.Module, *, to
         return {"real_correct": real_correct, "real_counted": real_counted,
                 "greedy_correct": greedy_correct, "soft_correct": soft_correct,
                 "counted": counted, "usage": usage, "texts": tokenizer.decode(greedy.tokens),
-                "styles": styles}
+                "styles": styles, "z": z, "z_read": z_read}
 
     evaluator = Engine(step)
 
@@ -172,6 +220,8 @@ def create_style_evaluator(generator: Generator, discriminator: nn.Module, *, to
                 engine.state.metrics[f"usage_{name}_{value}"] = share
         engine.state.usage_counts = None
 
+    if encoder is not None:
+        LatentRecovery().attach(evaluator, "z_recovery")
     if oracle is not None:
         OracleJudge(oracle, attributes).attach(evaluator, "oracle")
     return evaluator

@@ -54,6 +54,7 @@ from textgan.checkpoint import (
 from textgan import parallel
 from textgan.cli import config_parser, parse_config_args, resolve_run_config, run_main
 from textgan.config import STAGE_SECTIONS, config_from_dict, save_config
+from textgan.corpora.corpus import MISSING_LABEL
 from textgan.engines import TRAIN_OUTPUTS, AdversarialSteps, create_train_trainer
 from textgan.errors import CheckpointError, ConfigError, CorpusError
 from textgan.handlers import (
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
         optimizers={}, cfg=cfg.train, num_classes=num_classes, max_len=cfg.data.max_tokens,
         class_weights=class_weights_for(data, cfg.train.class_weights, device),
         unk_id=tokenizer.unk_id, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
-        device=device)
+        device=device, semi_supervised=has_unlabelled(data))
     t = cfg.train
     optimizers = {
         "d": make_optimizer(steps.params["d"], t.optimizer, lr=t.d_lr, weight_decay=t.weight_decay),
@@ -187,7 +188,7 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
         vae.generator, discriminator, tokenizer=tokenizer, attributes=attributes,
         max_len=cfg.data.max_tokens, device=device, relaxation=cfg.train.relaxation,
         tau=lambda: getattr(trainer.state, TEMPERATURE) or cfg.train.tau_start, seed=cfg.seed,
-        oracle=oracle)
+        oracle=oracle, encoder=vae.encoder, soft_mask=cfg.train.soft_mask)
 
     # Order matters: schedules before the step reads them; validation before the epoch-end
     # checkpoint so that a resumed run repeats nothing.
@@ -313,12 +314,24 @@ def load_pretrained(model: nn.Module, path: Path, cfg: Any, tokenizer: Tokenizer
              state["trainer"]["iteration"])
 
 
+def training_labels(data: Any) -> torch.Tensor:
+    """(N, A) int64 labels of the training split, -1 where missing."""
+    if not data.attribute_names:
+        return torch.zeros(len(data.splits["train"]), 0, dtype=torch.long)
+    columns = data.splits["train"].select_columns(data.attribute_names).with_format("numpy")[:]
+    return torch.stack([torch.as_tensor(columns[name]) for name in data.attribute_names], 1)
+
+
+def has_unlabelled(data: Any) -> bool:
+    """Whether some training sentence lacks a label (semi-supervised training)."""
+    return bool((training_labels(data) == MISSING_LABEL).any())
+
+
 def class_weights_for(data: Any, kind: str, device: Any) -> list[Any]:
     """Per-attribute class weights from the training split's labels (None for 'none')."""
     if kind == "none":
         return [None] * len(data.num_classes)
-    columns = data.splits["train"].select_columns(data.attribute_names).with_format("numpy")[:]
-    labels = torch.stack([torch.as_tensor(columns[name]) for name in data.attribute_names], 1)
+    labels = training_labels(data)
     try:  # -1 (missing) labels are not counted
         weights = class_weights_from_labels(labels, data.num_classes, kind)
     except ValueError as error:

@@ -64,22 +64,28 @@ SOFT_MASKS = ("soft", "detached", "hard")
 
 
 def position_weights(sentence: SoftSentence, mask: str) -> Tensor:
-    """(B, T) fp32 weights with which D and E read the positions of a soft sentence.
+    """(B, T) fp32 weights with which D and E read the positions of a soft sentence: the one
+    reading both use.
 
-    "soft": P(no EOS before t), differentiable -- the EOS probabilities then get a gradient from
-    whatever reads the sentence, and a style loss that gains from more style-bearing positions
-    teaches G to delay EOS (sentences run on: NOTES.md, experiment E). "detached": the same
-    weights as constants, so EOS is learned from the sentence's content alone. "hard": 1 up to
-    and including the argmax reading's first EOS, 0 after, as Hu et al.'s code cuts soft
-    sentences at the length of their hard reading.
+    Both read the positions up to and including the argmax reading's first EOS (`lengths`) and
+    nothing after: E, a bidirectional GRU trained on real sentences read to their end, gives
+    noise when it runs through a faded tail (NOTES.md, experiment G), so D is cut there too
+    rather than judging a longer sentence than E reads. Within the cut, the mask says how each
+    position weighs. "soft": P(no EOS before t), differentiable -- the EOS probabilities then
+    get a gradient from whatever reads the sentence, and a style loss that gains from more
+    style-bearing positions teaches G to delay EOS (sentences run on: NOTES.md, experiment E).
+    "detached": the same weights as constants, so EOS is learned from the sentence's content
+    alone. "hard": 1 at every position, as Hu et al.'s code cuts soft sentences at the length
+    of their hard reading.
     """
+    if mask not in SOFT_MASKS:
+        raise ValueError(f"unknown soft mask '{mask}' (use one of {SOFT_MASKS})")
+    cut = length_mask(sentence.lengths, sentence.weights.shape[1]).float()  # (B, T)
     if mask == "soft":
-        return sentence.weights
+        return sentence.weights * cut
     if mask == "detached":
-        return sentence.weights.detach()
-    if mask == "hard":
-        return length_mask(sentence.lengths, sentence.weights.shape[1]).float()
-    raise ValueError(f"unknown soft mask '{mask}' (use one of {SOFT_MASKS})")
+        return sentence.weights.detach() * cut
+    return cut
 
 
 def soft_generate(generator: Generator, z: Tensor, c: Tensor, *, max_len: int, tau: float,
