@@ -32,7 +32,7 @@ import tomli_w
 from textgan.errors import ConfigError
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
-PRESETS = ("tiny", "default", "paper", "yelp")
+PRESETS = ("tiny", "default", "paper", "yelp", "hu2017")
 
 
 def setting(default: Any, help: str, *, gt: float | None = None, ge: float | None = None,

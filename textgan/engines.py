@@ -48,6 +48,7 @@ from textgan.models import (
     sample_code,
     select_memory,
     soft_generate,
+    unique_parameters,
 )
 from textgan.models.modes import eval_mode, frozen
 from textgan.parallel import average_gradients, mean_over_processes, world_size
@@ -79,7 +80,7 @@ def create_pretrain_trainer(encoder: Encoder, generator: Generator,
                             num_classes: Sequence[int], unk_id: int, pad_id: int, bos_id: int,
                             dataset_size: int, device: torch.device) -> Engine:
     """The VAE stage: loss = reconstruction + beta(t) * KL (free bits or TC-decomposed)."""
-    params = _unique_parameters(encoder, generator)
+    params = unique_parameters(encoder, generator)
     clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf  # inf: measure the norm, clip nothing
 
     def step(engine: Engine, batch: Batch) -> dict[str, float]:
@@ -147,15 +148,6 @@ def reduced_outputs(values: torch.Tensor, sentences: int,
     return averaged, round(tokens_per_sentence * total)
 
 
-def _unique_parameters(*modules: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """Parameters of several modules, a shared embedding table counted once."""
-    seen: dict[int, torch.nn.Parameter] = {}
-    for module in modules:
-        for param in module.parameters():
-            seen.setdefault(id(param), param)
-    return list(seen.values())
-
-
 # --------------------------------------------------------------------------- adversarial stage
 
 # Keys of the adversarial step's output (floats); warm-up iterations fill only the D part.
@@ -208,8 +200,7 @@ class AdversarialSteps:
             "d": list(discriminator.parameters()),
             "g": list(generator.parameters()),
             # a table shared with G is G's: it is in G's optimizer and clipped with G
-            "e": [p for p in encoder.parameters()
-                  if all(p is not q for q in generator.parameters())],
+            "e": unique_parameters(encoder, exclude=[generator]),
         }
 
     def prior(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
