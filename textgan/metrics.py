@@ -7,6 +7,8 @@ Sections:
   accuracy, EOS rate of greedy reconstructions, KL to the prior (total and per dimension),
   the ELBO, active units, mutual information;
 - text overlap: corpus BLEU with sacrebleu (`CorpusBLEU`);
+- how much of z survives G then E (`LatentRecovery`, the adversarial stage's validation and
+  the evaluation report);
 - (the evaluation issue adds its metrics here: importance-weighted NLL, self-BLEU, distinct-n,
   style accuracy.)
 
@@ -434,3 +436,37 @@ class CorpusBLEU(Metric):
         score = self._bleu.corpus_score(hypotheses, [references])
         self.signature = str(self._bleu.get_signature())
         return float(score.score)
+
+
+class LatentRecovery(Metric):
+    """Mean over dimensions of the Pearson correlation between z and E's reading of G(z, c):
+    1 when every dimension of z can be read off the sentence generated from it, ~0 when the
+    sentence does not depend on z. Output keys: z (B, Z), z_read (B, Z) (E's posterior mean)."""
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        super().__init__(output_transform=lambda out: (out["z"], out["z_read"]), device=device)
+
+    @reinit__is_reduced
+    def reset(self) -> None:
+        # sums over sentences of z, m, z^2, m^2, z*m per dimension, and the count (fp64)
+        self._sums = torch.zeros(0, dtype=torch.float64, device=self._device)
+        self._count = torch.zeros((), dtype=torch.float64, device=self._device)
+
+    @reinit__is_reduced
+    def update(self, output: tuple[torch.Tensor, torch.Tensor]) -> None:
+        z, m = (x.detach().to(self._device, torch.float64) for x in output)  # (B, Z) each
+        sums = torch.stack([z.sum(0), m.sum(0), (z * z).sum(0), (m * m).sum(0),
+                            (z * m).sum(0)])  # (5, Z)
+        self._sums = sums if self._sums.numel() == 0 else self._sums + sums
+        self._count += z.shape[0]
+
+    @sync_all_reduce("_sums", "_count")
+    def compute(self) -> float:
+        n = self._count.clamp(min=1.0)
+        z, m, zz, mm, zm = self._sums / n
+        covariance = zm - z * m
+        spread = ((zz - z * z).clamp(min=0) * (mm - m * m).clamp(min=0)).sqrt()
+        # a dimension E reads as a constant carries nothing of z: correlation 0
+        correlation = torch.where(spread > 0, covariance / spread.clamp(min=1e-12),
+                                  torch.zeros_like(spread))
+        return float(correlation.mean())

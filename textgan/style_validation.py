@@ -31,6 +31,7 @@ from torch import nn
 
 from textgan.data import Batch
 from textgan.losses import attribute_accuracy
+from textgan.metrics import LatentRecovery
 from textgan.models import (Encoder, Generator, one_hot_code, position_weights, sample_code,
                             soft_generate)
 from textgan.models.modes import eval_mode
@@ -49,38 +50,6 @@ def style_metric_names(attributes: dict[str, list[str]], oracle: bool) -> list[s
     if oracle:
         names += ["oracle_grammatical", *(f"oracle_acc_{attribute}" for attribute in attributes)]
     return [*names, "z_recovery"]
-
-
-class LatentRecovery(Metric):
-    """Mean over dimensions of the Pearson correlation between z and E's reading of G(z, c)."""
-
-    def __init__(self, device: str | torch.device = "cpu") -> None:
-        super().__init__(output_transform=lambda out: (out["z"], out["z_read"]), device=device)
-
-    @reinit__is_reduced
-    def reset(self) -> None:
-        # sums over sentences of z, m, z^2, m^2, z*m per dimension, and the count (fp64)
-        self._sums = torch.zeros(0, dtype=torch.float64, device=self._device)
-        self._count = torch.zeros((), dtype=torch.float64, device=self._device)
-
-    @reinit__is_reduced
-    def update(self, output: tuple[torch.Tensor, torch.Tensor]) -> None:
-        z, m = (x.detach().to(self._device, torch.float64) for x in output)  # (B, Z) each
-        sums = torch.stack([z.sum(0), m.sum(0), (z * z).sum(0), (m * m).sum(0),
-                            (z * m).sum(0)])  # (5, Z)
-        self._sums = sums if self._sums.numel() == 0 else self._sums + sums
-        self._count += z.shape[0]
-
-    @sync_all_reduce("_sums", "_count")
-    def compute(self) -> float:
-        n = self._count.clamp(min=1.0)
-        z, m, zz, mm, zm = self._sums / n
-        covariance = zm - z * m
-        spread = ((zz - z * z).clamp(min=0) * (mm - m * m).clamp(min=0)).sqrt()
-        # a dimension E reads as a constant carries nothing of z: correlation 0
-        correlation = torch.where(spread > 0, covariance / spread.clamp(min=1e-12),
-                                  torch.zeros_like(spread))
-        return float(correlation.mean())
 
 
 class CountRatio(Metric):

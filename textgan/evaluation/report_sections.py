@@ -19,7 +19,7 @@ from textgan.evaluation.diversity import distinct, novelty, self_bleu, set_bleu
 from textgan.evaluation.judges import Judges
 from textgan.evaluation.oracle_scores import score_samples, score_transfers
 from textgan.evaluation.report_inputs import EvalSettings
-from textgan.evaluation.vae_health import importance_weighted_nll
+from textgan.evaluation.vae_health import importance_weighted_nll, latent_recovery
 from textgan.sampling import (
     LoadedModel,
     SampledSentence,
@@ -250,6 +250,10 @@ def vae_metrics(model: LoadedModel, test: Any, settings: EvalSettings) -> dict[s
         "active_units": int(metrics["active_units"]),
         "kl_per_dim": [round(float(v), 4) for v in per_dim],
         "elbo": float(metrics["elbo"]), "reconstruction_bleu": float(metrics["bleu"]),
+        "z_recovery": latent_recovery(model.encoder, model.generator,
+                                      num_classes=model.num_classes, n=settings.n,
+                                      max_len=cfg.data.max_tokens, device=model.device,
+                                      seed=settings.seed),
     }
 
 

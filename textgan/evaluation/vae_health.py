@@ -1,4 +1,5 @@
-"""Importance-weighted NLL of real sentences under the VAE (Burda et al. 2016).
+"""Health of the VAE: importance-weighted NLL of real sentences (Burda et al. 2016), and how much
+of z its sentences carry (`latent_recovery`).
 
     iw = importance_weighted_nll(encoder, generator, test_loader, num_classes=[2, 2], samples=16)
     iw.nll_per_sentence, iw.nll_per_token, iw.ppl
@@ -25,7 +26,8 @@ from torch import Tensor
 
 from textgan.data import Batch
 from textgan.losses import gaussian_log_density, reconstruction_loss
-from textgan.models import Encoder, Generator, one_hot_code
+from textgan.metrics import LatentRecovery
+from textgan.models import Encoder, Generator, one_hot_code, sample_code
 from textgan.models.modes import eval_mode
 
 
@@ -108,3 +110,23 @@ def _batch_nll(encoder: Encoder, generator: Generator, batch: Batch, num_classes
         terms.append(log_px + log_prior - log_q + log_weight)  # (K, B)
     stacked = torch.cat(terms, dim=0)  # (M'*K, B)
     return -(torch.logsumexp(stacked.float(), dim=0) - math.log(samples))
+
+
+@torch.no_grad()
+def latent_recovery(encoder: Encoder, generator: Generator, *, num_classes: Sequence[int],
+                    n: int, max_len: int, device: torch.device | str = "cpu", seed: int = 0,
+                    batch_size: int = 500) -> float:
+    """How much of z survives G then E (`LatentRecovery`): n draws z ~ N(0, I), c ~ the uniform
+    prior (a generator seeded here; the global RNG is untouched), greedy sentences G(z, c), read
+    back by E (posterior mean); the mean over dimensions of corr(z_d, E(G(z, c))_d)."""
+    noise = torch.Generator(device=device).manual_seed(seed)
+    metric = LatentRecovery()
+    with eval_mode(encoder, generator):
+        for start in range(0, n, batch_size):
+            size = min(batch_size, n - start)
+            z = torch.randn(size, generator.z_dim, generator=noise, device=device)
+            c = one_hot_code(sample_code(size, num_classes, generator=noise, device=device),
+                             num_classes)
+            sentence = generator.decode(z, c, max_len=max_len, strategy="greedy")
+            metric.update((z, encoder(sentence.tokens, sentence.lengths.cpu()).mean))
+    return metric.compute()

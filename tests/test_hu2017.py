@@ -1,0 +1,44 @@
+"""The hu2017 preset (Hu et al. 2017 as published) end to end, at tiny sizes, semi-supervised."""
+
+from __future__ import annotations
+
+import math
+
+import textgan.pretrain as pretrain
+import textgan.train as train
+from textgan.config import load_config
+
+# the tiny preset's sizes and schedules; everything else is hu2017's
+TINY_SIZES = ["--data.synthetic_size=1200", "--data.batch_size=32", "--data.bucket_batches=8",
+              "--model.embedding_dim=32", "--model.hidden_dim=64", "--model.z_dim=8",
+              "--discriminator.embedding_dim=32", "--discriminator.filters=16",
+              "--pretrain.epochs=1", "--pretrain.kl_ramp_steps=20", "--pretrain.checkpoint_every=0",
+              "--train.epochs=1", "--train.d_warmup_steps=10", "--train.tau_steps=20",
+              "--train.checkpoint_every=0", "--train.transfer_examples=0",
+              "--train.samples_per_style=0"]
+
+
+def test_the_preset_is_hu_et_al_s_algorithm():
+    cfg = load_config("hu2017")
+    assert cfg.pretrain.code_source == "prior" and cfg.pretrain.kl_max == 1.0
+    t = cfg.train
+    assert t.lambda_c == t.lambda_z == t.lambda_u == t.entropy_weight == 0.1
+    assert t.kl_weight == 1.0 and t.word_dropout == cfg.pretrain.word_dropout
+    assert (t.relaxation, t.soft_mask, t.independence_loss, t.unlabelled_code) == (
+        "softmax", "hard", "nll", "expectation")
+    assert t.lambda_t == 0.0 and t.lambda_cycle == 0.0 and not cfg.model.attention
+
+
+def test_hu2017_with_10_percent_of_the_labels_trains_both_stages(tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    args = ["--preset", "hu2017", "--no-progress", "--run-dir", str(run_dir), *TINY_SIZES,
+            "--data.label_fraction=0.1"]
+    pretrain.main(args)
+    caplog.set_level("INFO")
+    result = train.main(["--run-dir", str(run_dir), "--no-progress"])
+    assert result["epoch"] == 1 and not result["stopped_on_nan"]
+    assert "labels kept for" in caplog.text
+    metrics = result["metrics"]
+    assert -1.0 <= metrics["z_recovery"] <= 1.0
+    assert all(math.isfinite(value) for value in metrics.values()
+               if isinstance(value, float))
