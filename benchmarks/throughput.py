@@ -9,12 +9,12 @@ On a CPU (the default preset takes a few minutes on 2 cores; tiny well under one
 One process measures, in order:
 
 1. peak: the best FLOP/s of a large square `torch.mm` (fp32; bf16 too on CUDA), after warm-up;
-2. pretraining: the model, optimizer, schedules and loader are built as `python -m textgan.pretrain`
-   builds them (the synthetic corpus and a tokenizer trained into a temporary run folder under
-   /tmp, removed afterwards), the real Engine runs --warmup iterations, then --iterations are
-   timed, data loading included;
-3. the adversarial stage the same way (`AdversarialSteps` through `create_train_trainer`, every
-   iteration a full wake-sleep round: D step then G+E step), on freshly initialised weights;
+2. pretraining: the model, optimizer, schedules and loader are built by the build function of
+   `python -m textgan.pretrain` (`build_pretrain`; the synthetic corpus and a tokenizer trained
+   into a temporary run folder under /tmp, removed afterwards), the real Engine runs --warmup
+   iterations, then --iterations are timed, data loading included;
+3. the adversarial stage the same way (`textgan.train.build_train`, with no D warm-up, so every
+   iteration is a full wake-sleep round: D step then G+E step), on freshly initialised weights;
 4. sampling: `textgan.sampling.sample_by_style` of --samples sentences from a fresh model.
 
 Model FLOPs are the analytic counts of `textgan.flops` (matrix products over REAL tokens only,
@@ -32,6 +32,7 @@ machine and on whatever else runs on it; nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -56,11 +57,6 @@ from textgan.checkpoint import RunPaths
 from textgan.config import PRESETS, config_to_dict, load_config
 from textgan.data import Batch, padding_fraction
 from textgan.devices import add_device_argument, resolve_device
-from textgan.engines import (
-    AdversarialSteps,
-    create_pretrain_trainer,
-    create_train_trainer,
-)
 from textgan.errors import ConfigError
 from textgan.flops import (
     adversarial_step_flops,
@@ -69,17 +65,12 @@ from textgan.flops import (
     generator_flops,
     pretrain_step_flops,
 )
-from textgan.handlers import attach_sampler_epochs
-from textgan.models import Discriminator, build_vae, code_dim, vae_parameters
-from textgan.optim import build_optimizer, make_optimizer
+from textgan.models import build_vae, code_dim
 from textgan.prepare import PreparedData, prepare_data
+from textgan.pretrain import build_pretrain
 from textgan.sampling import DECODE_BATCH, LoadedModel, all_styles, sample_by_style
-from textgan.schedules import (
-    attach_schedules,
-    make_pretrain_schedules,
-    make_train_schedules,
-)
-from textgan.train import class_weights_for
+from textgan.stage import attach_step_handlers
+from textgan.train import build_train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -231,43 +222,25 @@ def fresh_vae(cfg: Any, data: PreparedData, device: torch.device) -> nn.ModuleDi
 
 
 def pretrain_trainer(cfg: Any, data: PreparedData, device: torch.device) -> Engine:
-    """As textgan.pretrain.main builds its trainer (minus checkpoints, validation, logging),
-    on freshly initialised weights."""
-    tok = data.tokenizer
-    model = fresh_vae(cfg, data, device)
-    encoder, generator = model["encoder"], model["generator"]
-    optimizer = build_optimizer(vae_parameters((encoder, generator)), cfg.pretrain)
-    trainer = create_pretrain_trainer(
-        encoder, generator, optimizer, cfg=cfg.pretrain, num_classes=data.num_classes,
-        unk_id=tok.unk_id, pad_id=tok.pad_id, bos_id=tok.bos_id,
-        dataset_size=len(data.splits["train"]), device=device)
-    attach_schedules(trainer, make_pretrain_schedules(cfg.pretrain))
-    attach_sampler_epochs(trainer, data.train_loader.batch_sampler)
-    return trainer
+    """The trainer `python -m textgan.pretrain` builds (`textgan.pretrain.build_pretrain`) with
+    the handlers its step needs (`textgan.stage.attach_step_handlers`), minus checkpoints,
+    validation and logging, on freshly initialised weights."""
+    manual_seed(cfg.seed)
+    parts = build_pretrain(cfg, data, device)
+    attach_step_handlers(parts)
+    return parts.trainer
 
 
 def adversarial_trainer(cfg: Any, data: PreparedData, device: torch.device) -> Engine:
-    """As textgan.train.main builds its trainer, on freshly initialised weights and with no D
+    """The trainer `python -m textgan.train` builds (`textgan.train.build_train`), as
+    `pretrain_trainer`, on freshly initialised weights (not the pretrained ones) and with no D
     warm-up: every iteration is a full wake-sleep round (D step, then G+E step)."""
-    tok, num_classes = data.tokenizer, data.num_classes
-    model = fresh_vae(cfg, data, device)
-    discriminator = Discriminator(cfg.discriminator, vocab_size=tok.vocab_size,
-                                  num_classes=num_classes, pad_id=tok.pad_id).to(device)
-    steps = AdversarialSteps(
-        encoder=model["encoder"], generator=model["generator"], discriminator=discriminator,
-        optimizers={}, cfg=cfg.train, num_classes=num_classes, max_len=cfg.data.max_tokens,
-        class_weights=class_weights_for(data, cfg.train.class_weights, device),
-        unk_id=tok.unk_id, pad_id=tok.pad_id, bos_id=tok.bos_id, device=device)
-    t = cfg.train
-    steps.optimizers = {
-        "d": make_optimizer(steps.params["d"], t.optimizer, lr=t.d_lr, weight_decay=t.weight_decay),
-        "g": make_optimizer(steps.params["g"], t.optimizer, lr=t.lr, weight_decay=t.weight_decay),
-        "e": make_optimizer(steps.params["e"], t.optimizer, lr=t.lr, weight_decay=t.weight_decay),
-    }
-    trainer = create_train_trainer(steps, d_warmup_steps=0)
-    attach_schedules(trainer, make_train_schedules(cfg.train, start_step=0))
-    attach_sampler_epochs(trainer, data.train_loader.batch_sampler)
-    return trainer
+    # the temperature schedule then counts from step 0, as the trainer does
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, d_warmup_steps=0))
+    manual_seed(cfg.seed)
+    parts = build_train(cfg, data, device)
+    attach_step_handlers(parts)
+    return parts.trainer
 
 
 def bench_pretrain(cfg: Any, data: PreparedData, device: torch.device,

@@ -29,53 +29,29 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import EarlyStopping, EMAHandler
-from ignite.utils import manual_seed
 from torch import nn
 
-from textgan.checkpoint import (
-    RNGStates,
-    RunMeta,
-    make_best_checkpointer,
-    make_checkpointer,
-)
+from textgan.checkpoint import RNGStates, RunMeta
 from textgan import parallel
 from textgan.cli import config_parser, parse_config_args, resolve_run_config, run_main
-from textgan.config import STAGE_SECTIONS
+from textgan.config import STAGE_SECTIONS, Config
 from textgan.engines import create_pretrain_trainer
-from textgan.handlers import (
-    attach_interrupt_checkpoint,
-    attach_nan_stop,
-    attach_progress,
-    attach_sampler_epochs,
-    attach_tensorboard,
-    attach_time_limit,
-    markdown_table,
-)
+from textgan.handlers import markdown_table
 from textgan.models import Encoder, build_vae, code_dim, vae_parameters
 from textgan.models.markers import salient_tokens
 from textgan.optim import build_optimizer
 from textgan.prepare import PreparedData, prepare_data
 from textgan.sampling import LoadedModel, sample_by_style, style_label
-from textgan.schedules import (
-    KL_WEIGHT,
-    WORD_DROPOUT,
-    attach_schedules,
-    make_pretrain_schedules,
-)
+from textgan.schedules import KL_WEIGHT, WORD_DROPOUT, make_pretrain_schedules
 from textgan.stage import (
+    StageParts,
     add_runtime_arguments,
-    is_finished,
-    log_validation,
-    open_run,
-    resume,
     run_paths,
-    save_unless_nan,
+    run_stage,
     seed_processes,
-    summary,
-    validation_loader,
-    write_hparams,
 )
 from textgan.tokenizer import Tokenizer
 from textgan.validation import create_vae_evaluator
@@ -98,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return parallel.launch(run, args, overrides)
 
 
+def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
+    """The stage in one process (of one or several: see textgan.parallel)."""
+    return run_stage(args, overrides, STAGE_SECTIONS[STAGE], prepare_data, build_pretrain)
+
+
 def hide_style_markers(encoder: Encoder, data: PreparedData, threshold: float,
                        tokenizer: Tokenizer) -> None:
     """Choose the encoder's style markers from the labelled training sentences (a resumed run
@@ -111,40 +92,25 @@ def hide_style_markers(encoder: Encoder, data: PreparedData, threshold: float,
              " ".join(tokenizer.id_to_piece(i) for i in hidden[:12]) or "none")
 
 
-def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
-    """The stage in one process (of one or several: see textgan.parallel)."""
-    paths, cfg, device = open_run(args, overrides, STAGE_SECTIONS[STAGE])
-    main_process = parallel.is_main_process()
-    manual_seed(cfg.seed)
-
-    data = prepare_data(cfg, paths, device=device)
+def build_pretrain(cfg: Config, data: PreparedData, device: torch.device) -> StageParts:
+    """The VAE stage on freshly built networks (drawn from the global RNG: seed it first):
+    what `run_stage` runs, and what the benchmarks time."""
     tokenizer, num_classes = data.tokenizer, data.num_classes
-    vae = build_vae(cfg.model, vocab_size=tokenizer.vocab_size, code_dim=code_dim(num_classes),
-                    pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
-    if cfg.model.style_marker_salience > 0:
-        hide_style_markers(vae.encoder, data, cfg.model.style_marker_salience, tokenizer)
-    model = nn.ModuleDict({"encoder": vae.encoder, "generator": vae.generator}).to(device)
-    seed_processes(cfg.seed, model)
-    optimizer = build_optimizer(vae_parameters(vae), cfg.pretrain)
+    model = build_model(cfg, data, device)
+    optimizer = build_optimizer(vae_parameters((model["encoder"], model["generator"])),
+                                cfg.pretrain)
     schedules = make_pretrain_schedules(cfg.pretrain)
     trainer = create_pretrain_trainer(
-        vae.encoder, vae.generator, optimizer, cfg=cfg.pretrain, num_classes=num_classes,
-        unk_id=tokenizer.unk_id, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
-        dataset_size=len(data.splits["train"]), device=device)
-
+        model["encoder"], model["generator"], optimizer, cfg=cfg.pretrain,
+        num_classes=num_classes, unk_id=tokenizer.unk_id, pad_id=tokenizer.pad_id,
+        bos_id=tokenizer.bos_id, dataset_size=len(data.splits["train"]), device=device)
     ema = EMAHandler(model, momentum=cfg.pretrain.ema_momentum) \
         if cfg.pretrain.ema_momentum > 0 else None
     eval_model = ema.ema_model if ema else model  # validation and samples use the EMA weights
     evaluator = create_vae_evaluator(
         eval_model["encoder"], eval_model["generator"], tokenizer=tokenizer,
         num_classes=num_classes, max_len=cfg.data.max_tokens, device=device, seed=cfg.seed)
-    early_stopping = EarlyStopping(patience=cfg.pretrain.patience or 1,
-                                   score_function=lambda engine: engine.state.metrics["elbo"],
-                                   trainer=trainer)
-    # ignite gives the handler a logger with its own stderr handler; ours formats and routes it
-    early_stopping.logger = log
-
-    stage_dir = paths.stage_dir(STAGE)
+    early_stopping = make_early_stopping(cfg, trainer)
     to_save: dict[str, Any] = {
         "model": model, "optimizer": optimizer, "trainer": trainer, **schedules,
         "early_stopping": early_stopping, "rng": RNGStates(),
@@ -153,54 +119,45 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
     }
     if ema:
         to_save["ema_model"] = ema.ema_model
-    best = make_best_checkpointer(to_save, stage_dir, trainer, "elbo", 1.0)
-    checkpointer = make_checkpointer({**to_save, "best_checkpointer": best}, stage_dir, STAGE,
-                                     keep_last=cfg.pretrain.keep_last)
+    return StageParts(
+        stage=STAGE, title="pretraining", data=data, trainer=trainer, schedules=schedules,
+        to_save=to_save, evaluators=(evaluator,), early_stopping=early_stopping,
+        score_name="validation ELBO", best_metric="elbo", ema=ema,
+        progress_keys=["loss", "rec", "kl", "nll"], progress_attributes=[KL_WEIGHT, WORD_DROPOUT],
+        tb_keys=["loss", "rec", "nll", "kl", "kl_term", "grad_norm"],
+        tb_attributes=[KL_WEIGHT, WORD_DROPOUT], optimizers={"vae": optimizer},
+        per_dim_key="kl_per_dim",
+        show_text=lambda tb: show_text(tb, cfg, data, eval_model, trainer, evaluator, device))
 
-    resumed_from = resume(STAGE, cfg, tokenizer, stage_dir,
-                          {**to_save, "best_checkpointer": best, "checkpointer": checkpointer})
-    if cfg.pretrain.patience and early_stopping.counter >= cfg.pretrain.patience:
-        log.info("pretraining stopped early at epoch %d (no better validation ELBO for %d "
-                 "validations); nothing to do", trainer.state.epoch, cfg.pretrain.patience)
-        return summary(STAGE, paths, trainer, {}, finished=True)
-    if is_finished(STAGE, trainer, cfg.pretrain.epochs):
-        return summary(STAGE, paths, trainer, {}, finished=True)
 
-    # Order matters: schedules before the step reads them; validation before the epoch-end
-    # checkpoint, so the checkpoint holds the updated best score and early-stopping counter.
-    attach_schedules(trainer, schedules)
-    attach_sampler_epochs(trainer, data.train_loader.batch_sampler)
-    if ema:
-        ema.attach(trainer)
-    attach_nan_stop(trainer)
-    valid_loader = validation_loader(data, cfg)  # the whole split, or data.valid_sample of it
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda: evaluator.run(valid_loader))
-    evaluator.add_event_handler(Events.COMPLETED, best)
-    if cfg.pretrain.patience:
-        evaluator.add_event_handler(Events.COMPLETED, early_stopping)
-    evaluator.add_event_handler(Events.COMPLETED, log_validation, trainer)
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, checkpointer)
-    if cfg.pretrain.checkpoint_every:
-        trainer.add_event_handler(Events.ITERATION_COMPLETED(every=cfg.pretrain.checkpoint_every),
-                                  checkpointer)
-    trainer.add_event_handler(Events.COMPLETED, save_unless_nan, checkpointer)
-    # after the epoch-end and run-end handlers: see attach_agreed_stop
-    attach_time_limit(trainer, cfg.pretrain.time_limit)
-    attach_interrupt_checkpoint(trainer, checkpointer)
-    attach_progress(trainer, ["loss", "rec", "kl", "nll"], state_attributes=[KL_WEIGHT,
-                                                                             WORD_DROPOUT],
-                    disable=args.no_progress or not main_process)
-    if not main_process:  # rank 0 alone writes TensorBoard and sample text
-        trainer.run(data.train_loader, max_epochs=cfg.pretrain.epochs)
-        return summary(STAGE, paths, trainer, evaluator.state.metrics or {}, finished=False,
-                       resumed_from=resumed_from)
-    tb = attach_tensorboard(trainer, evaluator, paths.tensorboard_dir(STAGE),
-                            output_keys=["loss", "rec", "nll", "kl", "kl_term", "grad_norm"],
-                            state_attributes=[KL_WEIGHT, WORD_DROPOUT],
-                            optimizers={"vae": optimizer}, every=cfg.pretrain.log_every,
-                            per_dim_key="kl_per_dim")
+def build_model(cfg: Config, data: PreparedData, device: torch.device) -> nn.ModuleDict:
+    """The encoder and generator (style markers hidden when asked), equal in every process."""
+    tokenizer = data.tokenizer
+    vae = build_vae(cfg.model, vocab_size=tokenizer.vocab_size,
+                    code_dim=code_dim(data.num_classes), pad_id=tokenizer.pad_id,
+                    bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
+    if cfg.model.style_marker_salience > 0:
+        hide_style_markers(vae.encoder, data, cfg.model.style_marker_salience, tokenizer)
+    model = nn.ModuleDict({"encoder": vae.encoder, "generator": vae.generator}).to(device)
+    seed_processes(cfg.seed, model)
+    return model
 
-    live = LoadedModel(config=cfg, tokenizer=tokenizer, attributes=data.corpus.attributes,
+
+def make_early_stopping(cfg: Config, trainer: Engine) -> EarlyStopping:
+    """ignite's EarlyStopping on the validation ELBO (it runs on the evaluator's end)."""
+    early_stopping = EarlyStopping(patience=cfg.pretrain.patience or 1,
+                                   score_function=lambda engine: engine.state.metrics["elbo"],
+                                   trainer=trainer)
+    # ignite gives the handler a logger with its own stderr handler; ours formats and routes it
+    early_stopping.logger = log
+    return early_stopping
+
+
+def show_text(tb: Any, cfg: Config, data: PreparedData, eval_model: nn.ModuleDict,
+              trainer: Engine, evaluator: Engine, device: torch.device) -> None:
+    """Rank 0: each validation's greedy reconstructions and samples of every style as
+    TensorBoard text."""
+    live = LoadedModel(config=cfg, tokenizer=data.tokenizer, attributes=data.corpus.attributes,
                        encoder=eval_model["encoder"], generator=eval_model["generator"],
                        stage=STAGE, checkpoint=None, device=device)
 
@@ -214,14 +171,6 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
             sentences = sample_by_style(live, cfg.pretrain.samples_per_style, seed=cfg.seed)
             tb.writer.add_text("samples", markdown_table(
                 ["style", "sentence"], [(style_label(s.style), s.text) for s in sentences]), step)
-
-    try:
-        trainer.run(data.train_loader, max_epochs=cfg.pretrain.epochs)
-        write_hparams(tb, cfg, evaluator.state.metrics if evaluator.state else {})
-    finally:
-        tb.close()
-    return summary(STAGE, paths, trainer, evaluator.state.metrics or {}, finished=False,
-                   resumed_from=resumed_from)
 
 
 if __name__ == "__main__":

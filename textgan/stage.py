@@ -2,7 +2,9 @@
 
 The stages (`pretrain`, `train`) differ in their networks and steps; how they find, check and
 restore a checkpoint, decide that they are finished, what they validate on, save at the end and
-report is the same, and lives here.
+report is the same, and lives here: a stage's build function gives its `StageParts`, and
+`run_stage` runs them (the lifecycle: resume, the finished checks, the handler order, rank 0's
+TensorBoard and text, the summary).
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import dataclasses
 import errno
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import datasets
 import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint
+from ignite.handlers import Checkpoint, EarlyStopping, EMAHandler
 from ignite.utils import manual_seed
 from torch import nn
 from torch.utils.data import DataLoader
@@ -35,6 +37,8 @@ from textgan.checkpoint import (
     check_compatible,
     forget_missing_files,
     latest_checkpoint,
+    make_best_checkpointer,
+    make_checkpointer,
     read_latest_checkpoint,
     restore,
 )
@@ -43,6 +47,15 @@ from textgan.config import Config, config_to_dict, read_config, save_config
 from textgan.devices import add_device_argument
 from textgan.errors import RunFolderError
 from textgan.data import fixed_sample, make_loader
+from textgan.handlers import (
+    attach_interrupt_checkpoint,
+    attach_nan_stop,
+    attach_progress,
+    attach_sampler_epochs,
+    attach_tensorboard,
+    attach_time_limit,
+)
+from textgan.schedules import attach_schedules
 
 log = logging.getLogger(__name__)
 
@@ -420,3 +433,174 @@ def summary(stage: str, paths: RunPaths, trainer: Engine, metrics: Mapping[str, 
     log.info("%s: epoch %d, iteration %d; run folder %s", stage, result["epoch"],
              result["iteration"], paths.root)
     return result
+
+
+# --------------------------------------------------------------------------- the lifecycle
+
+
+@dataclasses.dataclass
+class StageParts:
+    """One stage as its build function makes it (`pretrain.build_pretrain`,
+    `train.build_train`); `run_stage` runs it. What differs between the stages is here; what
+    they share (resume, the finished checks, the handler order, rank 0's work, the summary)
+    is in `run_stage`, so the two cannot drift apart."""
+
+    stage: str  # "pretrain" or "train": the checkpoint names and the config section
+    title: str  # how the log names the stage ("pretraining")
+    data: Any  # the `PreparedData` the networks were built for
+    trainer: Engine
+    schedules: dict[str, Any]
+    # a checkpoint's objects (networks, optimizers, trainer, schedules, early stopping, rng,
+    # meta) in the order it holds them; the checkpointers are added by `run_stage`
+    to_save: dict[str, Any]
+    # run on the validation split in this order every epoch; the last one's end logs the epoch
+    evaluators: tuple[Engine, ...]
+    early_stopping: EarlyStopping
+    score_name: str  # what early stopping waits to improve, for the log ("validation ELBO")
+    progress_keys: list[str]
+    progress_attributes: list[str]  # schedule values beside the progress bar
+    tb_keys: list[str]
+    tb_attributes: list[str]
+    optimizers: dict[str, Any]  # by their TensorBoard names
+    nan_keys: tuple[str, ...] = ("loss",)
+    best_metric: str | None = None  # keep the best checkpoint by this (higher is better)
+    ema: EMAHandler | None = None
+    per_dim_key: str | None = None
+    # the merged metrics of the last validation (`early_stopping` may read them)
+    validation: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # what a stage without a checkpoint of its own starts from (train: the pretrained VAE)
+    fresh_start: Callable[[], None] | None = None
+    # rank 0: TensorBoard text (samples, reconstructions, transfers), given the logger
+    show_text: Callable[[Any], None] | None = None
+
+    def settings(self, cfg: Config) -> Any:
+        """The stage's own config section (cfg.pretrain or cfg.train)."""
+        return getattr(cfg, self.stage)
+
+    def metrics(self) -> dict[str, Any]:
+        """Every evaluator's latest metrics, in the evaluators' order."""
+        return {name: value for engine in self.evaluators
+                for name, value in (engine.state.metrics or {}).items()}
+
+
+def attach_step_handlers(parts: StageParts) -> None:
+    """What the step needs every iteration, first: the schedules it reads, the epoch's batch
+    order and the EMA of the weights. The benchmarks time a trainer with exactly these."""
+    attach_schedules(parts.trainer, parts.schedules)
+    attach_sampler_epochs(parts.trainer, parts.data.train_loader.batch_sampler)
+    if parts.ema:
+        parts.ema.attach(parts.trainer)
+
+
+def run_stage(args: argparse.Namespace, overrides: Sequence[str], sections: Sequence[str],
+              prepare: Callable[..., Any],
+              build: Callable[[Config, Any, torch.device], StageParts]) -> dict[str, Any]:
+    """A stage in one process (of one or several: see textgan.parallel), from its run folder
+    to its summary. `prepare(cfg, paths, device=)` gives the data (`prepare.prepare_data`,
+    passed in because it sits beside this module), `build(cfg, data, device)` the stage."""
+    paths, cfg, device = open_run(args, overrides, sections)
+    manual_seed(cfg.seed)
+    parts = build(cfg, prepare(cfg, paths, device=device), device)
+    settings = parts.settings(cfg)
+    best, checkpointer, resumed_from = _checkpoint_and_resume(parts, cfg, paths)
+    if _already_finished(parts, settings):
+        return summary(parts.stage, paths, parts.trainer, {}, finished=True)
+    _attach_handlers(parts, cfg, best, checkpointer, no_progress=args.no_progress)
+    if not parallel.is_main_process():  # rank 0 alone writes TensorBoard and sample text
+        parts.trainer.run(parts.data.train_loader, max_epochs=settings.epochs)
+    else:
+        _run_with_tensorboard(parts, cfg, paths)
+    return summary(parts.stage, paths, parts.trainer, parts.metrics(), finished=False,
+                   resumed_from=resumed_from)
+
+
+def _checkpoint_and_resume(parts: StageParts, cfg: Config,
+                           paths: RunPaths) -> tuple[Checkpoint | None, Checkpoint, Path | None]:
+    """The stage's checkpointers, and the newest checkpoint restored (else the fresh start)."""
+    stage, stage_dir = parts.stage, paths.stage_dir(parts.stage)
+    best = make_best_checkpointer(parts.to_save, stage_dir, parts.trainer, parts.best_metric,
+                                  1.0) if parts.best_metric else None
+    # the best checkpointer's list is saved (and restored) with every checkpoint
+    extra = {"best_checkpointer": best} if best else {}
+    checkpointer = make_checkpointer({**parts.to_save, **extra}, stage_dir, stage,
+                                     keep_last=parts.settings(cfg).keep_last)
+    resumed_from = resume(stage, cfg, parts.data.tokenizer, stage_dir,
+                          {**parts.to_save, **extra, "checkpointer": checkpointer})
+    if resumed_from is None and parts.fresh_start:
+        parts.fresh_start()
+    return best, checkpointer, resumed_from
+
+
+def _already_finished(parts: StageParts, settings: Any) -> bool:
+    """Stopped early, or all epochs done: nothing to do (ignite would restart the stage)."""
+    if settings.patience and parts.early_stopping.counter >= settings.patience:
+        # the stage's own logger, as the log has always named it
+        logging.getLogger(f"textgan.{parts.stage}").info(
+            "%s stopped early at epoch %d (no better %s for %d validations); nothing to do",
+            parts.title, parts.trainer.state.epoch, parts.score_name, settings.patience)
+        return True
+    return is_finished(parts.stage, parts.trainer, settings.epochs)
+
+
+def _attach_handlers(parts: StageParts, cfg: Config, best: Checkpoint | None,
+                     checkpointer: Checkpoint, *, no_progress: bool) -> None:
+    """Every process's handlers. Order matters: schedules before the step reads them;
+    validation (and with it the best checkpoint and early stopping) before the epoch-end
+    checkpoint, so that the checkpoint holds the updated best score and early-stopping counter
+    and a resumed run repeats nothing."""
+    trainer, settings = parts.trainer, parts.settings(cfg)
+    attach_step_handlers(parts)
+    for key in parts.nan_keys:
+        attach_nan_stop(trainer, key)
+    _attach_validation(parts, validation_loader(parts.data, cfg), best, settings.patience)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, checkpointer)
+    if settings.checkpoint_every:
+        trainer.add_event_handler(Events.ITERATION_COMPLETED(every=settings.checkpoint_every),
+                                  checkpointer)
+    trainer.add_event_handler(Events.COMPLETED, save_unless_nan, checkpointer)
+    # after the epoch-end and run-end handlers: see attach_agreed_stop
+    attach_time_limit(trainer, settings.time_limit)
+    attach_interrupt_checkpoint(trainer, checkpointer)
+    attach_progress(trainer, parts.progress_keys, state_attributes=parts.progress_attributes,
+                    disable=no_progress or not parallel.is_main_process())
+
+
+def _attach_validation(parts: StageParts, loader: DataLoader, best: Checkpoint | None,
+                       patience: int) -> None:
+    """Each epoch's end runs the evaluators in order; the last one's end collects their
+    metrics, keeps the best checkpoint, steps early stopping and logs the epoch's line."""
+    *earlier, last = parts.evaluators
+
+    @parts.trainer.on(Events.EPOCH_COMPLETED)
+    def _validate() -> None:
+        for evaluator in parts.evaluators:
+            evaluator.run(loader)
+
+    @last.on(Events.COMPLETED)
+    def _collect() -> None:
+        # the evaluators' metrics were attached when they were made, so they are complete here
+        parts.validation.clear()
+        parts.validation.update(parts.metrics())
+
+    if best is not None:
+        last.add_event_handler(Events.COMPLETED, best)
+    if patience:
+        last.add_event_handler(Events.COMPLETED, parts.early_stopping)
+    last.add_event_handler(Events.COMPLETED, log_validation, parts.trainer, *earlier)
+
+
+def _run_with_tensorboard(parts: StageParts, cfg: Config, paths: RunPaths) -> None:
+    """Rank 0's run: TensorBoard scalars and text beside it, the config and final scores in
+    its HPARAMS tab."""
+    settings = parts.settings(cfg)
+    tb = attach_tensorboard(parts.trainer, parts.evaluators[-1],
+                            paths.tensorboard_dir(parts.stage), output_keys=parts.tb_keys,
+                            state_attributes=parts.tb_attributes, optimizers=parts.optimizers,
+                            every=settings.log_every, per_dim_key=parts.per_dim_key)
+    if parts.show_text:
+        parts.show_text(tb)
+    try:
+        parts.trainer.run(parts.data.train_loader, max_epochs=settings.epochs)
+        write_hparams(tb, cfg, parts.metrics())
+    finally:
+        tb.close()

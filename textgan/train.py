@@ -30,6 +30,7 @@ if __name__ == "__main__":
 
 import argparse
 import difflib
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +39,6 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import EarlyStopping
-from ignite.utils import manual_seed
 from torch import nn
 
 from textgan.checkpoint import (
@@ -47,43 +47,28 @@ from textgan.checkpoint import (
     RunPaths,
     check_compatible,
     latest_checkpoint,
-    make_checkpointer,
     read_checkpoint,
     restore,
 )
 from textgan import parallel
 from textgan.cli import config_parser, parse_config_args, resolve_run_config, run_main
-from textgan.config import STAGE_SECTIONS, config_from_dict, save_config
+from textgan.config import STAGE_SECTIONS, Config, config_from_dict, save_config
 from textgan.corpora.corpus import MISSING_LABEL
 from textgan.engines import TRAIN_OUTPUTS, AdversarialSteps, create_train_trainer
 from textgan.errors import CheckpointError, ConfigError, CorpusError
-from textgan.handlers import (
-    attach_interrupt_checkpoint,
-    attach_nan_stop,
-    attach_progress,
-    attach_sampler_epochs,
-    attach_tensorboard,
-    attach_time_limit,
-    markdown_table,
-)
+from textgan.handlers import markdown_table
 from textgan.losses import class_weights_from_labels
 from textgan.models import Discriminator, build_vae, code_dim
 from textgan.optim import make_optimizer
-from textgan.prepare import prepare_data
+from textgan.prepare import PreparedData, prepare_data
 from textgan.sampling import LoadedModel, sample_by_style, style_label, transfer
-from textgan.schedules import HARD_RELAXATION, TEMPERATURE, attach_schedules, make_train_schedules
+from textgan.schedules import HARD_RELAXATION, TEMPERATURE, make_train_schedules
 from textgan.stage import (
+    StageParts,
     add_runtime_arguments,
-    is_finished,
-    log_validation,
-    open_run,
-    resume,
     run_paths,
-    save_unless_nan,
+    run_stage,
     seed_processes,
-    summary,
-    validation_loader,
-    write_hparams,
 )
 from textgan.style_validation import create_style_evaluator, style_metric_names
 from textgan.tokenizer import Tokenizer
@@ -118,118 +103,112 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
     pretrained = parallel.main_process_first(
         lambda: find_pretrained(run_paths(args), args.from_checkpoint))
     # the pretrain sections must stay as the model was trained; this stage's are free
-    paths, cfg, device = open_run(args, overrides, STAGE_SECTIONS["pretrain"])
-    main_process = parallel.is_main_process()
-    manual_seed(cfg.seed)
+    return run_stage(args, overrides, STAGE_SECTIONS["pretrain"], prepare_data,
+                     functools.partial(build_train, pretrained=pretrained))
 
-    data = prepare_data(cfg, paths, device=device)
-    tokenizer, num_classes, attributes = data.tokenizer, data.num_classes, data.corpus.attributes
-    if not attributes:
+
+class Networks:
+    """The adversarial stage's networks: encoder and generator (as `model`, the checkpoint's
+    name for them) and the discriminator, equal in every process."""
+
+    def __init__(self, cfg: Config, data: PreparedData, device: torch.device) -> None:
+        tokenizer = data.tokenizer
+        vae = build_vae(cfg.model, vocab_size=tokenizer.vocab_size,
+                        code_dim=code_dim(data.num_classes), pad_id=tokenizer.pad_id,
+                        bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
+        self.encoder, self.generator = vae.encoder, vae.generator
+        self.model = nn.ModuleDict({"encoder": vae.encoder, "generator": vae.generator}).to(device)
+        self.discriminator = Discriminator(
+            cfg.discriminator, vocab_size=tokenizer.vocab_size, num_classes=data.num_classes,
+            pad_id=tokenizer.pad_id).to(device)
+        seed_processes(cfg.seed, self.model, self.discriminator)
+
+
+def build_train(cfg: Config, data: PreparedData, device: torch.device, *,
+                pretrained: Path | None = None) -> StageParts:
+    """The adversarial stage on freshly built networks (drawn from the global RNG: seed it
+    first), started from `pretrained` unless it resumes: what `run_stage` runs, and what the
+    benchmarks time (without `pretrained`)."""
+    if not data.corpus.attributes:
         raise CorpusError("the adversarial stage needs at least one labelled attribute; "
                           f"the corpus {cfg.data.source!r} has none (see data.label_columns)")
-    vae = build_vae(cfg.model, vocab_size=tokenizer.vocab_size, code_dim=code_dim(num_classes),
-                    pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
-    model = nn.ModuleDict({"encoder": vae.encoder, "generator": vae.generator}).to(device)
-    discriminator = Discriminator(cfg.discriminator, vocab_size=tokenizer.vocab_size,
-                                  num_classes=num_classes, pad_id=tokenizer.pad_id).to(device)
-    seed_processes(cfg.seed, model, discriminator)
+    nets = Networks(cfg, data, device)
+    steps = adversarial_steps(cfg, data, nets, device)
+    schedules = make_train_schedules(cfg.train)
+    trainer = create_train_trainer(steps, d_warmup_steps=cfg.train.d_warmup_steps)
+    evaluators, oracle = validation_evaluators(cfg, data, nets, trainer, device)
+    # validation metrics by name, for early stopping (filled after each validation)
+    validation: dict[str, Any] = {}
+    early_stopping = make_early_stopping(
+        cfg.train, trainer, validation,
+        [*VAE_METRICS, *style_metric_names(data.corpus.attributes, oracle)])
+    o = steps.optimizers
+    to_save: dict[str, Any] = {
+        "early_stopping": early_stopping,
+        "model": nets.model, "discriminator": nets.discriminator, "optimizer_d": o["d"],
+        "optimizer_g": o["g"], "optimizer_e": o["e"], "trainer": trainer,
+        **schedules, "rng": RNGStates(),
+        "meta": RunMeta(stage=STAGE, config=cfg, tokenizer=data.tokenizer,
+                        attributes=data.corpus.attributes),
+    }
+    return StageParts(
+        stage=STAGE, title="adversarial training", data=data, trainer=trainer,
+        schedules=schedules, to_save=to_save, evaluators=evaluators,
+        early_stopping=early_stopping, score_name=cfg.train.early_stop_metric,
+        nan_keys=("d_loss", "g_loss"), validation=validation,
+        progress_keys=["d_loss", "d_acc_real", "g_loss", "attr_c", "rec"],
+        progress_attributes=[TEMPERATURE], tb_keys=TRAIN_OUTPUTS,
+        tb_attributes=[TEMPERATURE, HARD_RELAXATION],
+        optimizers={"D": o["d"], "G": o["g"], "E": o["e"]},
+        fresh_start=(lambda: load_pretrained(nets.model, pretrained, cfg, data.tokenizer))
+        if pretrained else None,
+        show_text=lambda tb: show_text(tb, cfg, data, nets, trainer, evaluators, device))
+
+
+def adversarial_steps(cfg: Config, data: PreparedData, nets: Networks,
+                      device: torch.device) -> AdversarialSteps:
+    """The D and G+E steps with their three optimizers (D's, G's, E's)."""
+    tokenizer, t = data.tokenizer, cfg.train
     steps = AdversarialSteps(
-        encoder=vae.encoder, generator=vae.generator, discriminator=discriminator,
-        optimizers={}, cfg=cfg.train, num_classes=num_classes, max_len=cfg.data.max_tokens,
-        class_weights=class_weights_for(data, cfg.train.class_weights, device),
+        encoder=nets.encoder, generator=nets.generator, discriminator=nets.discriminator,
+        optimizers={}, cfg=t, num_classes=data.num_classes, max_len=cfg.data.max_tokens,
+        class_weights=class_weights_for(data, t.class_weights, device),
         unk_id=tokenizer.unk_id, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
         device=device, semi_supervised=has_unlabelled(data))
-    t = cfg.train
-    optimizers = {
+    steps.optimizers = {
         "d": make_optimizer(steps.params["d"], t.optimizer, lr=t.d_lr, weight_decay=t.weight_decay),
         "g": make_optimizer(steps.params["g"], t.optimizer, lr=t.lr, weight_decay=t.weight_decay),
         "e": make_optimizer(steps.params["e"], t.optimizer, lr=t.lr, weight_decay=t.weight_decay),
     }
-    steps.optimizers = optimizers
-    schedules = make_train_schedules(cfg.train)
-    trainer = create_train_trainer(steps, d_warmup_steps=cfg.train.d_warmup_steps)
+    return steps
 
+
+def validation_evaluators(cfg: Config, data: PreparedData, nets: Networks, trainer: Engine,
+                          device: torch.device) -> tuple[tuple[Engine, Engine], bool]:
+    """The VAE evaluator, then the style evaluator (D's accuracy, code usage, and on the
+    synthetic corpus the oracle's scores); and whether the oracle is used."""
     oracle = None
     if cfg.data.source == "synthetic":
         from textgan.corpora.oracle import parse_many
 
         oracle = parse_many
-    # validation metrics by name, for early stopping (filled by the evaluators below)
-    validation: dict[str, Any] = {}
-    early_stopping = make_early_stopping(cfg.train, trainer, validation,
-                                         [*VAE_METRICS, *style_metric_names(attributes,
-                                                                            oracle is not None)])
-
-    stage_dir = paths.stage_dir(STAGE)
-    to_save: dict[str, Any] = {
-        "early_stopping": early_stopping,
-        "model": model, "discriminator": discriminator, "optimizer_d": optimizers["d"],
-        "optimizer_g": optimizers["g"], "optimizer_e": optimizers["e"], "trainer": trainer,
-        **schedules, "rng": RNGStates(),
-        "meta": RunMeta(stage=STAGE, config=cfg, tokenizer=tokenizer, attributes=attributes),
-    }
-    checkpointer = make_checkpointer(to_save, stage_dir, STAGE, keep_last=cfg.train.keep_last)
-    resumed_from = resume(STAGE, cfg, tokenizer, stage_dir,
-                          {**to_save, "checkpointer": checkpointer})
-    if resumed_from is None:
-        load_pretrained(model, pretrained, cfg, tokenizer)
-    if cfg.train.patience and early_stopping.counter >= cfg.train.patience:
-        log.info("adversarial training stopped early at epoch %d (no better %s for %d "
-                 "validations); nothing to do", trainer.state.epoch, cfg.train.early_stop_metric,
-                 cfg.train.patience)
-        return summary(STAGE, paths, trainer, {}, finished=True)
-    if is_finished(STAGE, trainer, cfg.train.epochs):
-        return summary(STAGE, paths, trainer, {}, finished=True)
-
     vae_evaluator = create_vae_evaluator(
-        vae.encoder, vae.generator, tokenizer=tokenizer, num_classes=num_classes,
+        nets.encoder, nets.generator, tokenizer=data.tokenizer, num_classes=data.num_classes,
         max_len=cfg.data.max_tokens, device=device, seed=cfg.seed)
     style_evaluator = create_style_evaluator(
-        vae.generator, discriminator, tokenizer=tokenizer, attributes=attributes,
-        max_len=cfg.data.max_tokens, device=device, relaxation=cfg.train.relaxation,
+        nets.generator, nets.discriminator, tokenizer=data.tokenizer,
+        attributes=data.corpus.attributes, max_len=cfg.data.max_tokens, device=device,
+        relaxation=cfg.train.relaxation,
         tau=lambda: getattr(trainer.state, TEMPERATURE) or cfg.train.tau_start, seed=cfg.seed,
-        oracle=oracle, encoder=vae.encoder, soft_mask=cfg.train.soft_mask)
+        oracle=oracle, encoder=nets.encoder, soft_mask=cfg.train.soft_mask)
+    return (vae_evaluator, style_evaluator), oracle is not None
 
-    # Order matters: schedules before the step reads them; validation before the epoch-end
-    # checkpoint so that a resumed run repeats nothing.
-    attach_schedules(trainer, schedules)
-    attach_sampler_epochs(trainer, data.train_loader.batch_sampler)
-    attach_nan_stop(trainer, "d_loss")
-    attach_nan_stop(trainer, "g_loss")
 
-    valid_loader = validation_loader(data, cfg)  # the whole split, or data.valid_sample of it
-
-    @trainer.on(Events.EPOCH_COMPLETED)
-    def _validate(engine: Engine) -> None:
-        vae_evaluator.run(valid_loader)
-        style_evaluator.run(valid_loader)
-        validation.clear()
-        validation.update({**vae_evaluator.state.metrics, **style_evaluator.state.metrics})
-
-    # one line for both: the VAE evaluator has run just before on the same sentences
-    style_evaluator.add_event_handler(Events.COMPLETED, log_validation, trainer, vae_evaluator)
-    if cfg.train.patience:
-        # after _validate (registered first) has collected both evaluators' metrics; before the
-        # epoch-end checkpoint, which then holds the updated counter
-        trainer.add_event_handler(Events.EPOCH_COMPLETED, early_stopping)
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, checkpointer)
-    if cfg.train.checkpoint_every:
-        trainer.add_event_handler(Events.ITERATION_COMPLETED(every=cfg.train.checkpoint_every),
-                                  checkpointer)
-    trainer.add_event_handler(Events.COMPLETED, save_unless_nan, checkpointer)
-    # after the epoch-end and run-end handlers: see attach_agreed_stop
-    attach_time_limit(trainer, cfg.train.time_limit)
-    attach_interrupt_checkpoint(trainer, checkpointer)
-    attach_progress(trainer, ["d_loss", "d_acc_real", "g_loss", "attr_c", "rec"],
-                    state_attributes=[TEMPERATURE], disable=args.no_progress or not main_process)
-    if not main_process:  # rank 0 alone writes TensorBoard and sample text
-        trainer.run(data.train_loader, max_epochs=cfg.train.epochs)
-        return summary(STAGE, paths, trainer, {}, finished=False, resumed_from=resumed_from)
-    tb = attach_tensorboard(trainer, style_evaluator, paths.tensorboard_dir(STAGE),
-                            output_keys=TRAIN_OUTPUTS,
-                            state_attributes=[TEMPERATURE, HARD_RELAXATION],
-                            optimizers={"D": optimizers["d"], "G": optimizers["g"],
-                                        "E": optimizers["e"]}, every=cfg.train.log_every)
+def show_text(tb: Any, cfg: Config, data: PreparedData, nets: Networks, trainer: Engine,
+              evaluators: tuple[Engine, Engine], device: torch.device) -> None:
+    """Rank 0: the VAE evaluator's scalars, and after each validation samples of every style
+    and transfers of a few validation sentences, as TensorBoard text."""
+    vae_evaluator, style_evaluator = evaluators
 
     @vae_evaluator.on(Events.COMPLETED)
     def _vae_scalars(engine: Engine) -> None:
@@ -237,9 +216,9 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
             if isinstance(value, (int, float)):
                 tb.writer.add_scalar(f"valid_vae/{name}", value, trainer.state.iteration)
 
-    live = LoadedModel(config=cfg, tokenizer=tokenizer, attributes=attributes,
-                       encoder=vae.encoder, generator=vae.generator, stage=STAGE,
-                       checkpoint=None, device=device, discriminator=discriminator)
+    live = LoadedModel(config=cfg, tokenizer=data.tokenizer, attributes=data.corpus.attributes,
+                       encoder=nets.encoder, generator=nets.generator, stage=STAGE,
+                       checkpoint=None, device=device, discriminator=nets.discriminator)
     transfer_sources = data.corpus.splits["valid"]["text"][:cfg.train.transfer_examples]
 
     @style_evaluator.on(Events.COMPLETED)
@@ -253,14 +232,6 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
             tb.writer.add_text("transfers", markdown_table(
                 ["source", "target style", "transfer"], transfer_rows(live, transfer_sources)),
                 step)
-
-    try:
-        trainer.run(data.train_loader, max_epochs=cfg.train.epochs)
-        metrics = {**(vae_evaluator.state.metrics or {}), **(style_evaluator.state.metrics or {})}
-        write_hparams(tb, cfg, metrics)
-    finally:
-        tb.close()
-    return summary(STAGE, paths, trainer, metrics, finished=False, resumed_from=resumed_from)
 
 
 def make_early_stopping(cfg: Any, trainer: Engine, validation: dict[str, Any],
