@@ -42,3 +42,12 @@ def test_hu2017_with_10_percent_of_the_labels_trains_both_stages(tmp_path, caplo
     assert -1.0 <= metrics["z_recovery"] <= 1.0
     assert all(math.isfinite(value) for value in metrics.values()
                if isinstance(value, float))
+
+
+def test_a_vae_loss_that_changes_between_the_stages_is_said(caplog):
+    caplog.set_level("INFO", logger="textgan.train")
+    train.log_stage_differences(load_config("default"))
+    assert "KL weight 0.2 -> 0.35, word dropout 0.25 -> 0" in caplog.text
+    caplog.clear()
+    train.log_stage_differences(load_config("hu2017"))  # the same VAE loss in both stages
+    assert "changes from pretraining" not in caplog.text

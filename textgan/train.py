@@ -132,6 +132,7 @@ def build_train(cfg: Config, data: PreparedData, device: torch.device, *,
     if not data.corpus.attributes:
         raise CorpusError("the adversarial stage needs at least one labelled attribute; "
                           f"the corpus {cfg.data.source!r} has none (see data.label_columns)")
+    log_stage_differences(cfg)
     nets = Networks(cfg, data, device)
     steps = adversarial_steps(cfg, data, nets, device)
     schedules = make_train_schedules(cfg.train)
@@ -291,6 +292,20 @@ def training_labels(data: Any) -> torch.Tensor:
         return torch.zeros(len(data.splits["train"]), 0, dtype=torch.long)
     columns = data.splits["train"].select_columns(data.attribute_names).with_format("numpy")[:]
     return torch.stack([torch.as_tensor(columns[name]) for name in data.attribute_names], 1)
+
+
+def log_stage_differences(cfg: Config) -> None:
+    """Say when the VAE loss of this stage is not the one pretraining ended with: its beta and
+    word dropout are settings of their own here (`train.kl_weight`, `train.word_dropout`), and
+    a change between the stages is easy to miss."""
+    pre, train_cfg = cfg.pretrain, cfg.train
+    final_beta = pre.kl_max  # every KL schedule ends at (or cycles up to) kl_max
+    changes = [f"{name} {before:g} -> {after:g}" for name, before, after in (
+        ("KL weight", final_beta, train_cfg.kl_weight),
+        ("word dropout", pre.word_dropout, train_cfg.word_dropout)) if before != after]
+    if changes:
+        log.info("the VAE loss changes from pretraining's end: %s (train.kl_weight, "
+                 "train.word_dropout)", ", ".join(changes))
 
 
 def has_unlabelled(data: Any) -> bool:
