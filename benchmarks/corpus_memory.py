@@ -98,7 +98,7 @@ def child(corpus: Path, work: Path, preset: str) -> dict[str, Any]:
     anonymous = AnonymousPeak()
     import torch
 
-    from textgan.checkpoint import RunPaths
+    from textgan.runs import RunPaths
     from textgan.config import load_config
     from textgan.corpora import load_corpus
     from textgan.prepare import prepare_data

@@ -37,7 +37,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from textgan import checks
-from textgan.checkpoint import RunPaths
+from textgan.runs import RunPaths
 from textgan.config import load_config
 from textgan.prepare import prepare_data
 from textgan.sync_audit import SyncAudit

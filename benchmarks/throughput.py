@@ -53,7 +53,7 @@ from ignite.utils import manual_seed
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from textgan.checkpoint import RunPaths
+from textgan.runs import RunPaths
 from textgan.config import PRESETS, config_to_dict, load_config
 from textgan.data import Batch, padding_fraction
 from textgan.devices import add_device_argument, resolve_device

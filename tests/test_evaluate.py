@@ -204,19 +204,19 @@ def test_the_judge_flags_default_to_the_judge_settings():
 def test_a_stopped_train_judges_keeps_the_classifier_and_logs_each_epoch(
         evaluated, tmp_path, monkeypatch, caplog, capsys):
     import textgan.corpora.synthetic as synthetic
-    import textgan.evaluation.judges as judges_module
+    import textgan.evaluation.judge_training as judge_training
 
     run, _ = evaluated
     monkeypatch.setattr(synthetic, "default_root", lambda: run.parent / "corpora")
     copy = _bare_copy(run, tmp_path / "run")
     flags = ["train-judges", "--run-dir", str(copy), "--no-progress", "--judge-epochs", "2",
              "--judge-time", "60", "--judge-lm-sentences", "300"]
-    fit_lm = judges_module._fit_lm
+    fit_lm = judge_training._fit_lm
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(judges_module, "_fit_lm", interrupted)
+    monkeypatch.setattr(judge_training, "_fit_lm", interrupted)
     with caplog.at_level(logging.INFO, logger="textgan"), pytest.raises(KeyboardInterrupt):
         evaluate.main(flags)
     assert sorted(p.name for p in (copy / "judges").iterdir()) == ["classifier.pt"]
@@ -229,8 +229,8 @@ def test_a_stopped_train_judges_keeps_the_classifier_and_logs_each_epoch(
     def retrained(*args, **kwargs):
         raise AssertionError("the finished classifier was trained again")
 
-    monkeypatch.setattr(judges_module, "_fit_lm", fit_lm)
-    monkeypatch.setattr(judges_module, "_fit_classifier", retrained)
+    monkeypatch.setattr(judge_training, "_fit_lm", fit_lm)
+    monkeypatch.setattr(judge_training, "_fit_classifier", retrained)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="textgan"):
         report = evaluate.main(flags)  # no --retrain-judges needed: there was no complete set

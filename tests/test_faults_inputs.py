@@ -32,9 +32,8 @@ from textgan.corpora import load_corpus
 from textgan.corpora import __main__ as corpora_cli
 from textgan.corpora import bars
 from textgan.errors import CheckpointError, CorpusError, TextganError
-from textgan.evaluation import judges as judges_module
-from textgan.evaluation.judges import (JudgeSettings, LoadedCorpus, ensure_judges, load_judges,
-                                       train_judges)
+from textgan import runs
+from textgan.evaluation.judges import JudgeSettings, ensure_judges, load_judges, train_judges
 from textgan.models import build_vae, code_dim
 from textgan.tokenizer import Tokenizer, train_tokenizer
 
@@ -192,7 +191,7 @@ def test_a_corpus_too_small_to_carve_says_how_many_sentences_are_needed(tmp_path
 
 
 def test_pretraining_a_single_sentence_says_too_few_not_max_tokens(tmp_path):
-    from textgan.checkpoint import RunPaths
+    from textgan.runs import RunPaths
     from textgan.prepare import prepare_data
 
     path = tmp_path / "one.txt"
@@ -343,18 +342,14 @@ def test_judges_trained_for_evaluate_reuse_its_corpus(two_runs, tmp_path, monkey
     cfg = load_config("tiny")
     cfg.data.source = "tiny"
     tokenizer = Tokenizer.load(run)
-    from textgan.data import tokenize_corpus
-
-    corpus = load_corpus(cfg.data)
-    splits, _ = tokenize_corpus(corpus, tokenizer, cfg.data.max_tokens)
-    loaded = LoadedCorpus(data=cfg.data, tokenizer_sha256=tokenizer.sha256, corpus=corpus,
-                          splits=splits)
+    loaded = runs.load_tokenised_corpus(cfg.data, tokenizer)
+    splits = loaded.splits
     assert not loaded.serves(load_config("tiny").data, tokenizer)  # another source
 
     def no_second_load(*args, **kwargs):
         raise AssertionError("the corpus was loaded a second time")
 
-    monkeypatch.setattr(judges_module, "load_corpus", no_second_load)
+    monkeypatch.setattr(runs, "load_corpus", no_second_load)
     judges = ensure_judges(run, tokenizer, settings=FAST_JUDGES, progress=False, loaded=loaded)
     assert judges.report["corpus"]["sentences"]["train"] == len(splits["train"])
 

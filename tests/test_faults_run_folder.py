@@ -27,7 +27,8 @@ import torch
 import textgan.pretrain as pretrain
 import textgan.train as train
 from textgan import cli
-from textgan.checkpoint import LOCK_FILE, RunLock, latest_checkpoint, read_checkpoint
+from textgan.checkpoint import RunLock, latest_checkpoint, read_checkpoint
+from textgan.runs import LOCK_FILE
 from textgan.errors import CheckpointError, ConfigError, CorpusError, RunFolderError
 from textgan.sampling import load_for_inference
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+import textgan.evaluation.judge_training as judge_training
 import textgan.evaluation.judges as judges_module
 from textgan.config import TokenizerConfig, load_config, save_config
 from textgan.corpora import MISSING_LABEL, load_corpus
@@ -321,7 +322,7 @@ def test_a_tiny_time_limit_stops_each_judge_in_its_first_epoch(trained):
 def test_the_time_limit_keeps_the_best_epoch_so_far(monkeypatch):
     """Validation scores 1, 3, 2: the time runs out in epoch 3, the weights of epoch 2 stay."""
     clock = {"now": 0.0}
-    monkeypatch.setattr(judges_module, "time", types.SimpleNamespace(
+    monkeypatch.setattr(judge_training, "time", types.SimpleNamespace(
         monotonic=lambda: clock["now"], perf_counter=lambda: clock["now"]))
     model = torch.nn.Linear(1, 1, bias=False)
     torch.nn.init.zeros_(model.weight)
@@ -333,7 +334,7 @@ def test_the_time_limit_keeps_the_best_epoch_so_far(monkeypatch):
 
     scores = {1: 1.0, 2: 3.0, 3: 2.0}
     loader = [torch.zeros(1)] * 4
-    training, kept = judges_module._train_epochs(
+    training, kept = judge_training._train_epochs(
         "toy", model, loader, step,
         lambda epoch: ((scores[epoch],), f"score {scores[epoch]}", f"scores of epoch {epoch}"),
         epochs=5, patience=None, time_limit=95.0, device=torch.device("cpu"), progress=False)
@@ -380,7 +381,7 @@ def test_a_judge_is_saved_before_the_next_trains_and_reused(trained, tmp_path, m
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # Ctrl-C while the LM trains
 
-    monkeypatch.setattr(judges_module, "_fit_lm", interrupted)
+    monkeypatch.setattr(judge_training, "_fit_lm", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train_judges(run, seed=0, settings=QUICK, progress=False)
     assert {p.name for p in folder.iterdir()} == {"classifier.pt"}  # no .tmp, no judges.json
@@ -394,7 +395,7 @@ def test_a_judge_is_saved_before_the_next_trains_and_reused(trained, tmp_path, m
 
     monkeypatch.undo()
     monkeypatch.setattr(synthetic, "default_root", lambda: trained["root"] / "corpora")
-    monkeypatch.setattr(judges_module, "_fit_classifier", retrained)
+    monkeypatch.setattr(judge_training, "_fit_classifier", retrained)
     # another LM setting: the classifier's own settings are the same, so it is reused
     settings = JudgeSettings(**{**QUICK.to_dict(), "lm_hidden_dim": 32})
     judges = ensure_judges(run, seed=0, settings=settings, progress=False)

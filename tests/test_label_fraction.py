@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from textgan.checkpoint import RunPaths
+from textgan.runs import RunPaths
 from textgan.config import load_config
 from textgan.corpora import MISSING_LABEL
 from textgan.corpora.label_subset import (choose_labelled, label_matrix, stratum_quotas,

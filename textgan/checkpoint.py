@@ -1,13 +1,6 @@
-"""Run folders and checkpoints: what a checkpoint holds, where it goes, and whether it fits.
-
-A run folder (`checkpoints/<name>/` by default) holds
-
-    config.toml          the resolved config of the run
-    tokenizer.model      the sentencepiece model, with tokenizer.sha256 beside it
-    pretrain/ train/     checkpoints of each stage: <stage>_checkpoint_<iteration>.pt (the last k)
-                         and best_checkpoint_<iteration>_<score>.pt
-    tb/<stage>/          TensorBoard events
-    run.lock             while a stage runs: the pid and host of the process running it
+"""Checkpoints: what a checkpoint holds, where a stage writes it, which one is whole, and whether
+it fits a run; the run lock. The run folder's layout and the rules for which checkpoint stands
+for a run are `textgan.runs`.
 
 Every checkpoint holds the full state needed for an exact resume: the stage's models,
 optimizers, schedulers and engine (passed in `to_save`), plus `meta` (format version, stage,
@@ -53,31 +46,8 @@ from textgan.errors import CheckpointError, DamagedCheckpointError, RunFolderErr
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-DEFAULT_RUNS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 _STEP = re.compile(r"_checkpoint_(\d+)(?:_|\.pt$)")
-LOCK_FILE = "run.lock"
 DAMAGED_SUFFIX = ".damaged"
-
-
-class RunPaths:
-    """The files of one run folder."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.config = self.root / "config.toml"
-        self.tokenizer = self.root / "tokenizer.model"
-        self.lock = self.root / LOCK_FILE
-
-    def stage_dir(self, stage: str) -> Path:
-        return self.root / stage
-
-    def tensorboard_dir(self, stage: str) -> Path:
-        return self.root / "tb" / stage
-
-
-def default_run_dir(preset: str) -> Path:
-    """`checkpoints/<preset>`: running the same command twice resumes the same run."""
-    return DEFAULT_RUNS_DIR / preset
 
 
 # --------------------------------------------------------------------------- the run lock

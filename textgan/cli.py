@@ -19,21 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import copy
-from pathlib import Path
-
-from textgan.config import (
-    PRESETS,
-    Config,
-    apply_override,
-    config_differences,
-    config_to_dict,
-    describe,
-    load_config,
-    read_config,
-    runtime_keys,
-    validate,
-)
+from textgan.config import PRESETS, Config, apply_override, describe, load_config
 from textgan.errors import ConfigError, TextganError
 
 log = logging.getLogger("textgan")
@@ -158,45 +144,6 @@ def check_config_args_early(argv: Sequence[str]) -> None:
     except ConfigError as error:
         sys.stderr.write(f"error: {error}\n")
         sys.exit(2)
-
-
-def resolve_run_config(args: argparse.Namespace, overrides: Sequence[str], saved_path: Path,
-                       sections: Sequence[str] | None = None, *,
-                       seeded_from: str | None = None) -> tuple[Config, bool]:
-    """The config of a run; (config, resumed). A run folder's saved config is the base.
-
-    Without a saved config: preset -> --config -> overrides. With one, the saved config plus the
-    overrides, or the explicitly given preset/--config; either way only runtime keys (epochs,
-    time limits, caches) may differ from what the folder was created with, within `sections`
-    (the sections the calling stage is built from; None = all). `seeded_from`: the saved config
-    was copied just now from this checkpoint (train --from into a new folder), which is what
-    a refusal then names.
-    """
-    if not saved_path.is_file():
-        return load_config(args.preset or "default", args.config, overrides), False
-    saved = read_config(saved_path)
-    if args.preset or args.config:
-        candidate = load_config(args.preset or "default", args.config, overrides)
-    else:
-        candidate = copy.deepcopy(saved)
-        for item in overrides:
-            apply_override(candidate, item)
-        validate(candidate)
-    differences = config_differences(config_to_dict(saved), config_to_dict(candidate),
-                                     ignore=runtime_keys(), sections=sections)
-    if differences and seeded_from:
-        raise ConfigError(
-            f"{seeded_from} was pretrained with another config than the one given here:\n  "
-            + "\n  ".join(differences)
-            + "\nwith --from, the checkpoint's config is used: leave out --preset and --config "
-              "(overrides of runtime keys and of the train section may stay)")
-    if differences:
-        raise ConfigError(
-            f"the run folder {saved_path.parent} was created with another config:\n  "
-            + "\n  ".join(differences)
-            + "\nonly runtime keys (" + ", ".join(sorted(runtime_keys()))
-            + ") may change on resume; use a new --run-dir for a different run")
-    return candidate, True
 
 
 def setup_logging(level: int = logging.INFO) -> None:

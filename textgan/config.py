@@ -194,20 +194,51 @@ class ModelConfig:
 
 
 @dataclass
-class PretrainConfig:
-    """The VAE pretraining stage: optimisation, KL weight, free bits, word dropout."""
+class StageConfig:
+    """The training loop settings both stages share; each is a key of [pretrain] and of [train]
+    (`PretrainConfig`, `TrainConfig`), set apart per stage."""
 
     epochs: int = setting(10, "training epochs (raise it to extend a finished run)", gt=0,
                           runtime=True)
-    lr: float = setting(1e-3, "learning rate", gt=0.0)
+    lr: float = setting(1e-3, "learning rate (of G and E in the adversarial stage; D has "
+                              "train.d_lr)", gt=0.0)
     optimizer: str = setting("adam", "adam, adamw, or orthograd (Adam on the gradient made "
-                             "orthogonal to the weights)", choices=("adam", "adamw", "orthograd"))
+                             "orthogonal to the weights); for D, G and E alike",
+                             choices=("adam", "adamw", "orthograd"))
     weight_decay: float = setting(0.0, "weight decay (decoupled for adamw)", ge=0.0)
-    grad_clip: float = setting(5.0, "clip the global gradient norm to this (0 = off)", ge=0.0)
+    grad_clip: float = setting(5.0, "clip the gradient norm to this (the VAE's in pretraining, "
+                                    "each network's in the adversarial stage; 0 = off)", ge=0.0)
     precision: str = setting(
         "fp32", "bf16: the networks' forward passes under bf16 autocast (losses and relaxations "
                 "stay fp32; for GPUs with bf16, little gain on a CPU); fp32: none",
         choices=PRECISIONS, runtime=True)
+    free_bits: float = setting(
+        0.0, "free bits: per-dimension KL floor in nats (Kingma et al. 2016; 0 = off)", ge=0.0)
+    word_dropout: float = setting(
+        0.0, "share of generator inputs replaced by <unk> (Bowman et al. 2016)", ge=0.0, le=1.0)
+    patience: int = setting(
+        0, "stop after this many validations without a better score (0 = never): pretraining "
+           "watches the ELBO, which can peak long before reconstruction while the KL weight "
+           "ramps up (default preset: epoch 5 of 16); the adversarial stage watches "
+           "train.early_stop_metric", ge=0, runtime=True)
+    keep_last: int = setting(2, "checkpoints kept (besides pretraining's best)", ge=1,
+                             runtime=True)
+    checkpoint_every: int = setting(
+        500, "also checkpoint every this many iterations (0 = at epoch ends only)", ge=0,
+        runtime=True)
+    log_every: int = setting(20, "TensorBoard scalars every this many iterations", ge=1,
+                             runtime=True)
+    samples_per_style: int = setting(
+        3, "sentences sampled per style value for TensorBoard each epoch", ge=0, runtime=True)
+    time_limit: float = setting(
+        0.0, "stop (with a checkpoint) after this many seconds; rerun to resume (0 = none)",
+        ge=0.0, runtime=True)
+
+
+@dataclass
+class PretrainConfig(StageConfig):
+    """The VAE pretraining stage: optimisation, KL weight, free bits, word dropout."""
+
     code_source: str = setting(
         "prior", "style code c while pretraining: 'prior' (Hu et al., Algorithm 1) or 'label' "
                  "(the true class where known, the prior elsewhere)", choices=("prior", "label"))
@@ -221,16 +252,12 @@ class PretrainConfig:
     kl_cycle_steps: int = setting(2000, "cyclical: iterations per cycle", ge=1)
     kl_cycle_ratio: float = setting(0.5, "cyclical: share of each cycle spent ramping", gt=0.0,
                                     le=1.0)
-    free_bits: float = setting(
-        0.0, "free bits: per-dimension KL floor in nats (Kingma et al. 2016; 0 = off)", ge=0.0)
     kl_decomposition: bool = setting(
         False, "beta-TCVAE: weigh index-code MI, total correlation and dimension-wise KL apart")
     mi_weight: float = setting(1.0, "kl_decomposition: weight of the index-code MI", ge=0.0)
     tc_weight: float = setting(1.0, "kl_decomposition: weight of the total correlation", ge=0.0)
     dim_kl_weight: float = setting(1.0, "kl_decomposition: weight of the dimension-wise KL",
                                    ge=0.0)
-    word_dropout: float = setting(
-        0.0, "share of generator inputs replaced by <unk> (Bowman et al. 2016)", ge=0.0, le=1.0)
     word_dropout_schedule: str = setting(
         "constant", "word dropout rate over time: constant, or linear from 0 over "
                     "word_dropout_ramp_steps", choices=("constant", "linear"))
@@ -238,21 +265,6 @@ class PretrainConfig:
     ema_momentum: float = setting(
         0.0, "EMA of the weights for validation and sampling: weight of the online model per "
              "step (ignite's momentum; 0.001 ~ decay 0.999; 0 = off)", ge=0.0, le=1.0)
-    patience: int = setting(
-        0, "stop after this many validations without a better ELBO (0 = never); while the KL "
-           "weight ramps up the ELBO can peak long before reconstruction does (default preset: "
-           "epoch 5 of 16)", ge=0, runtime=True)
-    keep_last: int = setting(2, "checkpoints kept besides the best", ge=1, runtime=True)
-    checkpoint_every: int = setting(
-        500, "also checkpoint every this many iterations (0 = at epoch ends only)", ge=0,
-        runtime=True)
-    log_every: int = setting(20, "TensorBoard scalars every this many iterations", ge=1,
-                             runtime=True)
-    samples_per_style: int = setting(
-        3, "sentences sampled per style value for TensorBoard each epoch", ge=0, runtime=True)
-    time_limit: float = setting(
-        0.0, "stop (with a checkpoint) after this many seconds; rerun to resume (0 = none)",
-        ge=0.0, runtime=True)
 
 
 @dataclass
@@ -273,11 +285,9 @@ class DiscriminatorConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(StageConfig):
     """The adversarial stage: discriminator warm-up, then wake-sleep rounds (Hu et al. 2017)."""
 
-    epochs: int = setting(10, "training epochs (raise it to extend a finished run)", gt=0,
-                          runtime=True)
     d_warmup_steps: int = setting(
         200, "iterations training only D on labelled sentences before the wake-sleep rounds",
         ge=0)
@@ -313,19 +323,7 @@ class TrainConfig:
         0.1, "beta: weight of D's minimum-entropy term on generated sentences (0 = off; it "
              "assumes exactly one true class per attribute)", ge=0.0)
     kl_weight: float = setting(1.0, "beta of the VAE loss in this stage", ge=0.0)
-    free_bits: float = setting(0.0, "per-dimension KL floor in nats (0 = off)", ge=0.0)
-    word_dropout: float = setting(0.0, "share of generator inputs replaced by <unk>", ge=0.0,
-                                  le=1.0)
-    optimizer: str = setting("adam", "adam, adamw or orthograd (for D, G and E alike)",
-                             choices=("adam", "adamw", "orthograd"))
-    lr: float = setting(1e-3, "learning rate of G and E", gt=0.0)
     d_lr: float = setting(1e-3, "learning rate of D", gt=0.0)
-    weight_decay: float = setting(0.0, "weight decay (decoupled for adamw)", ge=0.0)
-    grad_clip: float = setting(5.0, "clip each network's gradient norm to this (0 = off)", ge=0.0)
-    precision: str = setting(
-        "fp32", "bf16: the networks' forward passes under bf16 autocast (losses and relaxations "
-                "stay fp32; for GPUs with bf16, little gain on a CPU); fp32: none",
-        choices=PRECISIONS, runtime=True)
     compile_soft_step: bool = setting(
         False, "run each step of the soft generated sentence as one torch.compile'd function "
                "(fuses its ~20 kernels per step; for GPUs, where launches bound that loop; "
@@ -355,30 +353,15 @@ class TrainConfig:
     class_weights: str = setting(
         "none", "weight D's supervised loss per class: none, inverse (frequency) or log",
         choices=("none", "inverse", "log"))
-    patience: int = setting(
-        0, "stop after this many validations without a better early_stop_metric (0 = never)",
-        ge=0, runtime=True)
     early_stop_metric: str = setting(
         "d_acc_greedy", "the validation metric early stopping watches: a name in the epoch's "
                         "validation log line (d_acc_greedy, nll, oracle_grammatical, ...)",
         runtime=True)
     early_stop_mode: str = setting("max", "'max' if a higher early_stop_metric is better, else "
                                           "'min'", choices=("max", "min"), runtime=True)
-    keep_last: int = setting(2, "checkpoints kept", ge=1, runtime=True)
-    checkpoint_every: int = setting(
-        500, "also checkpoint every this many iterations (0 = at epoch ends only)", ge=0,
-        runtime=True)
-    log_every: int = setting(20, "TensorBoard scalars every this many iterations", ge=1,
-                             runtime=True)
-    samples_per_style: int = setting(
-        3, "sentences sampled per style value for TensorBoard each epoch", ge=0, runtime=True)
     transfer_examples: int = setting(
         4, "validation sentences whose style transfers are shown in TensorBoard", ge=0,
         runtime=True)
-    time_limit: float = setting(
-        0.0, "stop (with a checkpoint) after this many seconds; rerun to resume (0 = none)",
-        ge=0.0, runtime=True)
-
     def check(self) -> None:
         if self.tau_min > self.tau_start:
             raise ConfigError(f"train.tau_min ({self.tau_min}) is above train.tau_start "

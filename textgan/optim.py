@@ -1,7 +1,8 @@
 """Optimizers: Adam, AdamW and OrthoGrad-AdamW, built from a config section or explicit arguments.
 
     opt = build_optimizer(model.parameters(), cfg.pretrain)  # its optimizer, lr, weight_decay
-    opt_d = make_optimizer(disc.parameters(), "adam", lr=2e-4, betas=(0.5, 0.999))
+    opt_d = build_optimizer(disc.parameters(), cfg.train, lr=cfg.train.d_lr)
+    opt = make_optimizer(params, "adam", lr=2e-4, betas=(0.5, 0.999))     # explicit
 
 OrthoGrad (Prieto et al. 2025, "Grokking at the edge of numerical stability"): before each step,
 every parameter's gradient g is replaced by its component orthogonal to the weights w, rescaled
@@ -43,7 +44,7 @@ Params = Iterable[Tensor] | Iterable[dict[str, Any]]
 
 
 class OptimizerSettings(Protocol):
-    """What `build_optimizer` reads from a config section (PretrainConfig has these fields)."""
+    """What `build_optimizer` reads from a config section (`config.StageConfig` has these)."""
 
     optimizer: str
     lr: float
@@ -130,6 +131,9 @@ def make_optimizer(params: Params, kind: str, lr: float, weight_decay: float = 0
     return optimizer
 
 
-def build_optimizer(params: Params, cfg: OptimizerSettings) -> torch.optim.Optimizer:
-    """`make_optimizer` from a config section's `optimizer`, `lr` and `weight_decay` fields."""
-    return make_optimizer(params, cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay)
+def build_optimizer(params: Params, cfg: OptimizerSettings, *,
+                    lr: float | None = None) -> torch.optim.Optimizer:
+    """A stage's optimizer: `make_optimizer` from its section's `optimizer`, `lr` and
+    `weight_decay` (a `StageConfig`); `lr` for a network with a rate of its own (D's d_lr)."""
+    return make_optimizer(params, cfg.optimizer, lr=cfg.lr if lr is None else lr,
+                          weight_decay=cfg.weight_decay)

@@ -21,13 +21,13 @@ import datasets
 import torch
 from torch.utils.data import DataLoader
 
-from textgan.checkpoint import RunPaths
 from textgan.config import Config, DataConfig
 from textgan.corpora import MISSING_LABEL, Corpus, load_corpus
 from textgan.corpora.label_subset import choose_labelled, hide_labels, kept_per_class, label_matrix
-from textgan.data import make_loader, tokenize_corpus
+from textgan.data import make_loader
 from textgan.errors import CorpusError
 from textgan.parallel import main_process_first, rank, world_size
+from textgan.runs import RunPaths, tokenise_corpus
 from textgan.tokenizer import Tokenizer, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def _prepare(cfg: Config, paths: RunPaths, *, device: torch.device) -> PreparedD
         tokenizer = train_tokenizer(corpus.splits["train"]["text"], cfg.tokenizer, seed=cfg.seed)
         tokenizer.save(paths.root)
         log.info("tokenizer saved to %s", paths.tokenizer)
-    splits, _ = tokenize_corpus(corpus, tokenizer, cfg.data.max_tokens)
+    splits = tokenise_corpus(corpus, tokenizer, cfg.data).splits
     for split in ("train", "valid"):
         if len(splits[split]) == 0:
             raise CorpusError(f"the {split} split is empty after tokenisation (data.max_tokens="

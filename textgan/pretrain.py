@@ -36,7 +36,7 @@ from torch import nn
 
 from textgan.checkpoint import RNGStates, RunMeta
 from textgan import parallel
-from textgan.cli import config_parser, parse_config_args, resolve_run_config, run_main
+from textgan.cli import config_parser, parse_config_args, run_main
 from textgan.config import STAGE_SECTIONS, Config
 from textgan.engines import create_pretrain_trainer
 from textgan.handlers import markdown_table
@@ -44,6 +44,7 @@ from textgan.models import Encoder, build_vae, code_dim, vae_parameters
 from textgan.models.markers import salient_tokens
 from textgan.optim import build_optimizer
 from textgan.prepare import PreparedData, prepare_data
+from textgan.runs import resolve_config
 from textgan.sampling import LoadedModel, sample_by_style, style_label
 from textgan.schedules import KL_WEIGHT, WORD_DROPOUT, make_pretrain_schedules
 from textgan.stage import (
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args, overrides = parse_config_args(build_parser(), argv)
     # a config mistake is reported here, once, before any process is started
-    resolve_run_config(args, overrides, run_paths(args).config, STAGE_SECTIONS[STAGE])
+    resolve_config(args, overrides, run_paths(args).config, STAGE_SECTIONS[STAGE])
     return parallel.launch(run, args, overrides)
 
 

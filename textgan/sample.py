@@ -148,10 +148,9 @@ def _model_path(args: argparse.Namespace) -> Path:
         if args.run_dir is None:
             raise CheckpointError("give --run-dir (a run folder) or --checkpoint (a file)")
         return Path(args.run_dir)
-    path = Path(args.checkpoint)
-    if not path.exists() and args.run_dir is not None and (Path(args.run_dir) / path).exists():
-        return Path(args.run_dir) / path
-    return path
+    from textgan.runs import named_checkpoint
+
+    return named_checkpoint(args.checkpoint, args.run_dir)
 
 
 def _reconstruct(model: LoadedModel, args: argparse.Namespace) -> list[dict[str, str]]:

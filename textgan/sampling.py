@@ -193,16 +193,9 @@ def reconstruct(model: LoadedModel, sentences: Sequence[str], *, style: StyleSpe
         log.info("a pretrain-stage model was not trained to follow c; the style given changes "
                  "its reconstructions little")
     generator = _seeded(model, seed)
-    n = len(sentences)
-    labels, mask = _style_rows([fixed], model.attributes, model.device)  # (1, A) each
-    labels, mask = labels.expand(n, -1), mask.expand(n, -1)  # (N, A)
-    read = _read_styles(model, tokens, lengths)  # (N, A) or None
-    if read is None:
-        _warn_no_discriminator(model, fixed)
-    else:
-        # every attribute fixed (given, else as read), so the prior draws _generate still makes
-        # are all overridden
-        labels, mask = torch.where(mask, labels, read), torch.ones_like(mask)
+    # every attribute fixed (given, else as read), so the prior draws _generate still makes are
+    # all overridden
+    labels, mask = _style_as_read(model, fixed, tokens, lengths)  # (N, A) each
     decoded = _generate(model, z, labels, mask, generator,
                         max_len=max_len, strategy=strategy, temperature=temperature,
                         top_k=top_k, top_p=top_p, memory=memory)
@@ -279,13 +272,7 @@ def interpolate(model: LoadedModel, a: str, b: str, *, steps: int, style: StyleS
     # no memory: a point between two sentences has no source to read, so a generator with
     # attention writes it from [z; c] alone, as it samples
     tokens, lengths, means, _ = _encode(model, sentences, truncate=truncate)  # (2, Z) means
-    labels, mask = _style_rows([fixed], model.attributes, model.device)  # (1, A) each
-    read = _read_styles(model, tokens[:1], lengths[:1])  # D's reading of a: (1, A) or None
-    if read is None:
-        _warn_no_discriminator(model, fixed)
-    else:
-        labels = torch.where(mask, labels, read)
-        mask = torch.ones_like(mask)
+    labels, mask = _style_as_read(model, fixed, tokens[:1], lengths[:1])  # as D reads a: (1, A)
     generator = _seeded(model, seed)
     # Drawn once, then shared by every step (a per-row draw would change c along the path).
     labels = fill_missing(labels, mask, model.num_classes, generator=generator)  # (1, A)
@@ -350,6 +337,21 @@ def _check_decoding(model: LoadedModel, *, max_len: int | None, strategy: str,
 def _seeded(model: LoadedModel, seed: int) -> torch.Generator:
     # On the model's device: torch draws on a device only from a generator living there.
     return torch.Generator(device=model.device).manual_seed(int(seed))
+
+
+def _style_as_read(model: LoadedModel, style: Mapping[str, str], tokens: Tensor,
+                   lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """Class indices (N, A) and mask (N, A) for N sentences: the attributes `style` names as it
+    says, every other one as D reads the sentence (all fixed then); without a D (pretrain
+    stage) the others stay open, for the prior, with a warning."""
+    n = tokens.shape[0]
+    labels, mask = _style_rows([style], model.attributes, model.device)  # (1, A) each
+    labels, mask = labels.expand(n, -1), mask.expand(n, -1)
+    read = _read_styles(model, tokens, lengths)  # (N, A) or None
+    if read is None:
+        _warn_no_discriminator(model, style)
+        return labels, mask
+    return torch.where(mask, labels, read), torch.ones_like(mask)
 
 
 def _style_rows(styles: Sequence[Mapping[str, str]], attributes: Mapping[str, Sequence[str]],

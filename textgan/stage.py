@@ -31,8 +31,6 @@ from textgan import parallel
 
 from textgan.checkpoint import (
     RunLock,
-    RunPaths,
-    default_run_dir,
     best_checkpoint,
     check_compatible,
     forget_missing_files,
@@ -42,8 +40,7 @@ from textgan.checkpoint import (
     read_latest_checkpoint,
     restore,
 )
-from textgan.cli import resolve_run_config
-from textgan.config import Config, config_to_dict, read_config, save_config
+from textgan.config import Config, StageConfig, config_to_dict, read_config, save_config
 from textgan.devices import add_device_argument
 from textgan.errors import RunFolderError
 from textgan.data import fixed_sample, make_loader
@@ -55,6 +52,7 @@ from textgan.handlers import (
     attach_tensorboard,
     attach_time_limit,
 )
+from textgan.runs import RunPaths, default_run_dir, resolve_config
 from textgan.schedules import attach_schedules
 
 log = logging.getLogger(__name__)
@@ -263,7 +261,7 @@ def open_run(args: argparse.Namespace, overrides: Sequence[str],
             _start(paths, args.run_folder_before)
         seeded = getattr(args, "from_checkpoint", None) \
             if "config.toml" not in args.run_folder_before.entries else None
-        cfg, _ = resolve_run_config(args, overrides, paths.config, sections, seeded_from=seeded)
+        cfg, _ = resolve_config(args, overrides, paths.config, sections, seeded_from=seeded)
         return cfg
 
     cfg = parallel.main_process_first(resolve)
@@ -473,8 +471,8 @@ class StageParts:
     # rank 0: TensorBoard text (samples, reconstructions, transfers), given the logger
     show_text: Callable[[Any], None] | None = None
 
-    def settings(self, cfg: Config) -> Any:
-        """The stage's own config section (cfg.pretrain or cfg.train)."""
+    def settings(self, cfg: Config) -> StageConfig:
+        """The stage's own config section (cfg.pretrain or cfg.train): its loop settings."""
         return getattr(cfg, self.stage)
 
     def metrics(self) -> dict[str, Any]:

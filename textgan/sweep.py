@@ -81,6 +81,7 @@ from typing import Any
 
 from textgan.cli import HelpFormatter, positive_int, run_main, whole_number
 from textgan.config import Config
+from textgan.devices import DEFAULT_DEVICE, DEVICE_HELP
 from textgan.sweeping.leaderboard import build_leaderboard, to_markdown, write_leaderboard
 from textgan.sweeping.plan import RunPlan, plan_runs, validate_plan
 from textgan.sweeping.runner import (
@@ -116,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seed of the random sample; None = the file's, else 0")
     parser.add_argument("--jobs", metavar="P", type=positive_int, default=1, help="runs at once")
     parser.add_argument("--device", default=None,
-                        help="passed to every stage ('cpu', 'cuda', ...); None = their 'auto'")
+                        help=f"passed to every stage: {DEVICE_HELP}; None = their default, "
+                             f"'{DEFAULT_DEVICE}'")
     parser.add_argument("--dry-run", action="store_true",
                         help="check the grid and print the planned runs; run nothing")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

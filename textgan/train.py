@@ -44,14 +44,12 @@ from torch import nn
 from textgan.checkpoint import (
     RNGStates,
     RunMeta,
-    RunPaths,
     check_compatible,
-    latest_checkpoint,
     read_checkpoint,
     restore,
 )
 from textgan import parallel
-from textgan.cli import config_parser, parse_config_args, resolve_run_config, run_main
+from textgan.cli import config_parser, parse_config_args, run_main
 from textgan.config import STAGE_SECTIONS, Config, config_from_dict, save_config
 from textgan.corpora.corpus import MISSING_LABEL
 from textgan.engines import TRAIN_OUTPUTS, AdversarialSteps, create_train_trainer
@@ -59,8 +57,9 @@ from textgan.errors import CheckpointError, ConfigError, CorpusError
 from textgan.handlers import markdown_table
 from textgan.losses import class_weights_from_labels
 from textgan.models import Discriminator, build_vae, code_dim
-from textgan.optim import make_optimizer
+from textgan.optim import build_optimizer
 from textgan.prepare import PreparedData, prepare_data
+from textgan.runs import PRETRAIN_STAGE, RunFolder, RunPaths, resolve_config
 from textgan.sampling import LoadedModel, sample_by_style, style_label, transfer
 from textgan.schedules import HARD_RELAXATION, TEMPERATURE, make_train_schedules
 from textgan.stage import (
@@ -93,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # mistakes are reported here, once, before any process is started
     if not args.from_checkpoint:
         find_pretrained(paths, None)
-        resolve_run_config(args, overrides, paths.config, STAGE_SECTIONS["pretrain"])
+        resolve_config(args, overrides, paths.config, STAGE_SECTIONS["pretrain"])
     return parallel.launch(run, args, overrides)
 
 
@@ -177,9 +176,9 @@ def adversarial_steps(cfg: Config, data: PreparedData, nets: Networks,
         unk_id=tokenizer.unk_id, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
         device=device, semi_supervised=has_unlabelled(data))
     steps.optimizers = {
-        "d": make_optimizer(steps.params["d"], t.optimizer, lr=t.d_lr, weight_decay=t.weight_decay),
-        "g": make_optimizer(steps.params["g"], t.optimizer, lr=t.lr, weight_decay=t.weight_decay),
-        "e": make_optimizer(steps.params["e"], t.optimizer, lr=t.lr, weight_decay=t.weight_decay),
+        "d": build_optimizer(steps.params["d"], t, lr=t.d_lr),
+        "g": build_optimizer(steps.params["g"], t),
+        "e": build_optimizer(steps.params["e"], t),
     }
     return steps
 
@@ -265,14 +264,13 @@ def find_pretrained(paths: RunPaths, from_checkpoint: str | None) -> Path:
     if not paths.config.is_file():
         raise CheckpointError(f"no pretrained run in {paths.root}: run python -m textgan.pretrain "
                               "with the same --run-dir/--preset first, or pass --from CKPT")
-    # Where pretraining ended, not its best validation ELBO: with a KL weight below 1 the ELBO
-    # (beta = 1) worsens while reconstruction keeps improving (NOTES.md, experiment D); pass
-    # --from <run>/pretrain/best_checkpoint_*.pt to start from the best one instead.
-    stage_dir = paths.stage_dir("pretrain")
-    path = latest_checkpoint(stage_dir, "pretrain")
+    # where pretraining ended (runs.RunFolder.stage_end says why not its best); pass
+    # --from <run>/pretrain/best_checkpoint_*.pt to start from the best one instead
+    path = RunFolder(paths.root).stage_end(PRETRAIN_STAGE)
     if path is None:
-        raise CheckpointError(f"{paths.root} has no pretrain checkpoint in {stage_dir}; run "
-                              "python -m textgan.pretrain first")
+        raise CheckpointError(f"{paths.root} has no pretrain checkpoint in "
+                              f"{paths.stage_dir(PRETRAIN_STAGE)}; run python -m textgan.pretrain "
+                              "first")
     return path
 
 

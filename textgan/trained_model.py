@@ -1,11 +1,10 @@
-"""A trained run's model for inference: which checkpoint a run folder stands for, and its networks
-rebuilt from it.
+"""A trained run's model for inference: its networks rebuilt from a checkpoint.
 
     model = load_for_inference("checkpoints/tiny")     # a run folder or a .pt file
     model = load_for_inference("checkpoints/tiny", device="auto", use_ema=False)
 
-Which checkpoint a run folder gives (`find_checkpoint`): the adversarial stage's newest
-(`train/train_checkpoint_<it>.pt`), else the pretraining stage's newest, else its best by
+Which checkpoint a run folder gives is `textgan.runs.find_checkpoint`: where the adversarial stage
+ended (`train/train_checkpoint_<it>.pt`), else where pretraining ended, else its best by
 validation ELBO. The EMA weights are used when the checkpoint has them (`use_ema=False` for the
 raw ones). A train-stage checkpoint also holds the discriminator D (`LoadedModel.discriminator`,
 None for a pretrain one), which `sampling.reconstruct`, `transfer` and `interpolate` use to read
@@ -18,37 +17,35 @@ Decoding from the model is `textgan.sampling`; the command line front end is
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from textgan.checkpoint import (
-    Damaged,
-    RunPaths,
-    best_checkpoint,
-    damaged_checkpoints,
-    latest_checkpoint,
-    read_checkpoint,
-    set_aside_damaged,
-    warn_damaged,
-)
+from textgan.checkpoint import read_checkpoint
 from textgan.config import Config, config_from_dict
-from textgan.devices import resolve_device
-from textgan.errors import CheckpointError, DamagedCheckpointError, SamplingError, TokenizerError
+from textgan.devices import DEFAULT_DEVICE, resolve_device
+from textgan.errors import CheckpointError, SamplingError, TokenizerError
 from textgan.models import Discriminator, Encoder, Generator, build_vae, code_dim
+from textgan.runs import (
+    PRETRAIN_STAGE,
+    TRAIN_STAGE,
+    RunFolder,
+    find_checkpoint,
+    read_found_checkpoint,
+    stage_home,
+)
 from textgan.styles import describe_attributes
 from textgan.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
-PRETRAIN_STAGE = "pretrain"
-TRAIN_STAGE = "train"
+# find_checkpoint and the stage names are textgan.runs'; importable from here (and sampling)
+__all__ = ["PRETRAIN_STAGE", "TRAIN_STAGE", "LoadedModel", "find_checkpoint",
+           "load_for_inference"]
 
 
 @dataclass
@@ -74,62 +71,7 @@ class LoadedModel:
         return [len(classes) for classes in self.attributes.values()]
 
 
-def find_checkpoint(run_dir: str | Path) -> Path:
-    """The checkpoint a run folder stands for: train newest > pretrain newest > pretrain best.
-
-    Checkpoints cut short (empty, truncated) are set aside with a warning naming the one used
-    instead (`textgan.checkpoint.latest_checkpoint`).
-    """
-    root = Path(run_dir)
-    if not root.exists():
-        raise CheckpointError(f"run folder not found: {root}")
-    if not root.is_dir():
-        raise CheckpointError(f"{root} is a file, not a run folder (pass it as the checkpoint)")
-    paths = RunPaths(root)
-    train_dir, pretrain_dir = paths.stage_dir(TRAIN_STAGE), paths.stage_dir(PRETRAIN_STAGE)
-    # Where training ended, as `python -m textgan.train` starts from: with a KL weight below 1
-    # the best validation ELBO (beta = 1) is an early epoch while reconstruction and samples
-    # keep improving (NOTES.md, experiment D). Pass a best_checkpoint_*.pt file to use it.
-    damaged: list[Damaged] = []  # set aside on the way, named with the file used instead
-    found = (latest_checkpoint(train_dir, TRAIN_STAGE, damaged=damaged)
-             or latest_checkpoint(pretrain_dir, PRETRAIN_STAGE, damaged=damaged)
-             or best_checkpoint(pretrain_dir, damaged=damaged))
-    if damaged:
-        warn_damaged(damaged, f"using {found}, the newest intact checkpoint" if found else
-                     f"no intact checkpoint is left in {root}")
-    if found is None:
-        unreadable = [path.name for folder, stage in ((train_dir, TRAIN_STAGE),
-                                                      (pretrain_dir, PRETRAIN_STAGE))
-                      for pattern in (f"{stage}_checkpoint_*", "best_checkpoint_*")
-                      for path in damaged_checkpoints(folder, pattern)]
-        if unreadable:
-            raise CheckpointError(
-                f"no intact checkpoint in the run folder {root}: {', '.join(unreadable)} "
-                "cannot be read; train again with the same --run-dir after moving them away")
-        raise CheckpointError(
-            f"no checkpoint in the run folder {root}: looked for "
-            f"{TRAIN_STAGE}/{TRAIN_STAGE}_checkpoint_*.pt, "
-            f"{PRETRAIN_STAGE}/{PRETRAIN_STAGE}_checkpoint_*.pt and "
-            f"{PRETRAIN_STAGE}/best_checkpoint_*.pt (train one with "
-            f"`python -m textgan.pretrain --run-dir {root}`)")
-    return found
-
-
-def _read_run_folder(run_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """The checkpoint `find_checkpoint` picks and its state; one that looks whole but does not
-    load is set aside like a truncated one, and the next is tried."""
-    damaged: Damaged | None = None
-    while True:
-        checkpoint = find_checkpoint(run_dir)
-        if damaged is not None:
-            warn_damaged([damaged], f"using {checkpoint}, the newest intact checkpoint")
-        try:
-            return checkpoint, read_checkpoint(checkpoint)
-        except DamagedCheckpointError as error:
-            damaged = set_aside_damaged(checkpoint, error.problem)
-
-
-def load_for_inference(path: str | Path, *, device: str | torch.device = "cpu",
+def load_for_inference(path: str | Path, *, device: str | torch.device = DEFAULT_DEVICE,
                        use_ema: bool = True, run_dir: str | Path | None = None) -> LoadedModel:
     """Rebuild the encoder and generator of a run folder's checkpoint (or of a .pt file).
 
@@ -141,15 +83,15 @@ def load_for_inference(path: str | Path, *, device: str | torch.device = "cpu",
     path = Path(path)
     # A missing path that is not a .pt file was meant as a run folder: say so in the error.
     if path.is_dir() or (not path.exists() and path.suffix != ".pt"):
-        checkpoint, state = _read_run_folder(path)
+        checkpoint, state = read_found_checkpoint(path)
         run_dir = path if run_dir is None else run_dir
     else:  # a file asked for by name is that file or an error, never another one
         checkpoint = path
         state = read_checkpoint(checkpoint)
     meta = state["meta"]
     stage = str(meta["stage"])
-    if run_dir is None and checkpoint.parent.name in (PRETRAIN_STAGE, TRAIN_STAGE):
-        run_dir = checkpoint.parent.parent
+    if run_dir is None:
+        run_dir = stage_home(checkpoint)
     tokenizer = _checkpoint_tokenizer(meta, checkpoint, None if run_dir is None else Path(run_dir))
     cfg = config_from_dict(dict(meta["config"]), origin=f"the config saved in {checkpoint}")
     attributes = {str(name): [str(c) for c in classes]
@@ -218,13 +160,13 @@ def _checkpoint_tokenizer(meta: Mapping[str, object], checkpoint: Path,
     if tokenizer.sha256 != meta["tokenizer_sha256"]:
         raise CheckpointError(f"{checkpoint} is damaged: its tokenizer bytes do not match the "
                               "sha256 recorded beside them")
-    model_file = None if run_dir is None else RunPaths(run_dir).tokenizer
-    if model_file is not None and model_file.is_file():
-        on_disk = hashlib.sha256(model_file.read_bytes()).hexdigest()
-        if on_disk != tokenizer.sha256:
-            raise TokenizerError(
-                f"{model_file} (sha256 {on_disk[:12]}...) is not the tokenizer {checkpoint} was "
-                f"trained with (sha256 {tokenizer.sha256[:12]}...); the run folder was changed "
-                "after training. Restore its tokenizer.model or pass the checkpoint from its own "
-                "run folder")
+    folder = None if run_dir is None else RunFolder(run_dir)
+    on_disk = None if folder is None else folder.tokenizer_sha256()
+    if on_disk is not None and on_disk != tokenizer.sha256:
+        model_file = folder.paths.tokenizer
+        raise TokenizerError(
+            f"{model_file} (sha256 {on_disk[:12]}...) is not the tokenizer {checkpoint} was "
+            f"trained with (sha256 {tokenizer.sha256[:12]}...); the run folder was changed "
+            "after training. Restore its tokenizer.model or pass the checkpoint from its own "
+            "run folder")
     return tokenizer

@@ -1,7 +1,7 @@
 """Loading a checkpoint the user named for a run folder, with the right diagnosis when it
 belongs to another run.
 
-    model = load_run_model(checkpoint, run_dir, named=True, device="cpu")
+    model = load_run_model(checkpoint, run_dir, named=True)
 
 `sampling.load_for_inference` refuses a checkpoint whose tokenizer is not the run folder's
 tokenizer.model, and explains it as a run folder changed after training. That is the cause
@@ -13,18 +13,20 @@ the checkpoint with its own run folder instead.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
-from textgan.checkpoint import RunPaths, read_checkpoint
+from textgan.checkpoint import read_checkpoint
+from textgan.devices import DEFAULT_DEVICE
 from textgan.errors import CheckpointError, TokenizerError
-from textgan.sampling import PRETRAIN_STAGE, TRAIN_STAGE, LoadedModel, load_for_inference
+from textgan.runs import RunFolder, stage_home
+from textgan.trained_model import LoadedModel, load_for_inference
 
 
 def load_run_model(checkpoint: Path, run_dir: str | Path, *, named: bool,
-                   device: str | torch.device = "cpu", use_ema: bool = True) -> LoadedModel:
+                   device: str | torch.device = DEFAULT_DEVICE,
+                   use_ema: bool = True) -> LoadedModel:
     """`checkpoint` loaded for `run_dir`, whose tokenizer it must have been trained with.
 
     `named`: the user chose the checkpoint (--checkpoint); a tokenizer mismatch then says the
@@ -42,16 +44,16 @@ def load_run_model(checkpoint: Path, run_dir: str | Path, *, named: bool,
 def refuse_foreign_checkpoint(checkpoint: Path, run_dir: Path) -> None:
     """Raise CheckpointError when `checkpoint` was trained with another tokenizer than the one
     in `run_dir`; return when they agree (or the folder has none to compare with)."""
-    tokenizer_file = RunPaths(run_dir).tokenizer
-    if not tokenizer_file.is_file():
+    folder = RunFolder(run_dir)
+    tokenizer_file = folder.paths.tokenizer
+    ours = folder.tokenizer_sha256()
+    if ours is None:
         return
-    ours = hashlib.sha256(tokenizer_file.read_bytes()).hexdigest()
     # read again, in full: this runs only on the way to an error, where the time does not matter
     theirs = str(read_checkpoint(checkpoint)["meta"]["tokenizer_sha256"])
     if theirs == ours:
         return
-    home = checkpoint.resolve().parent.parent \
-        if checkpoint.resolve().parent.name in (PRETRAIN_STAGE, TRAIN_STAGE) else None
+    home = stage_home(checkpoint.resolve())
     mismatch = (f"{checkpoint} was trained with another tokenizer (sha256 {theirs[:12]}...) than "
                 f"{run_dir}'s {tokenizer_file.name} ({ours[:12]}...)")
     if home == run_dir.resolve():

@@ -37,13 +37,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from textgan.corpora import load_corpus
 from textgan.corpora.bars import show_bars
-from textgan.data import tokenize_corpus
 from textgan.errors import CheckpointError, SamplingError
 from textgan.evaluation.checkpoints import load_run_model
 from textgan.evaluation.jsonfile import write_json_atomic, write_text_atomic
-from textgan.evaluation.judges import LoadedCorpus, ensure_judges
+from textgan.evaluation.judges import ensure_judges
 from textgan.evaluation.report_inputs import EvalSettings, checkpoint_path, read_transfer_inputs
 from textgan.evaluation.report_markdown import render_markdown
 from textgan.evaluation.report_plot import plot_curve
@@ -57,15 +55,15 @@ from textgan.evaluation.report_sections import (
     transfer_metrics,
     vae_metrics,
 )
-# flat_scalars is imported from here by sweeping/scores.py (kept importable from its old home)
-from textgan.evaluation.report_tensorboard import flat_scalars, write_tensorboard
+from textgan.evaluation.report_tensorboard import write_tensorboard
+from textgan.runs import RunPaths, load_tokenised_corpus
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 CURVE_PNG = "quality_diversity.png"
 
 __all__ = ["CURVE_PNG", "REPORT_JSON", "REPORT_MD", "EvalSettings", "evaluate_run",
-           "flat_scalars", "write_report"]
+           "write_report"]
 
 
 def evaluate_run(settings: EvalSettings) -> dict[str, Any]:
@@ -81,11 +79,9 @@ def evaluate_run(settings: EvalSettings) -> dict[str, Any]:
                            device=settings.device)
     user_sentences, references = read_transfer_inputs(settings)
     cfg = model.config
-    corpus = load_corpus(cfg.data)
-    splits, _ = tokenize_corpus(corpus, model.tokenizer, cfg.data.max_tokens)
-    # judges that must be trained first reuse these instead of loading and logging them again
-    loaded = LoadedCorpus(data=cfg.data, tokenizer_sha256=model.tokenizer.sha256, corpus=corpus,
-                          splits=splits)
+    # judges that must be trained first reuse it instead of loading and logging it again
+    loaded = load_tokenised_corpus(cfg.data, model.tokenizer)
+    corpus, splits = loaded.corpus, loaded.splits
     test = splits["test"]
     if len(test) == 0:
         why = corpus.empty_splits.get("test", f"every test sentence is longer than "
@@ -168,5 +164,5 @@ def write_report(report: Mapping[str, Any], run_dir: Path) -> dict[str, Path]:
     if report.get("curve"):
         out["png"] = run_dir / CURVE_PNG
         plot_curve(report["curve"], out["png"])
-    write_tensorboard(report, run_dir / "tb" / "evaluate")
+    write_tensorboard(report, RunPaths(run_dir).tensorboard_dir("evaluate"))
     return out

@@ -7,9 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from textgan.devices import DEFAULT_DEVICE
 from textgan.errors import CheckpointError, SamplingError
 from textgan.evaluation.judges import JudgeSettings
-from textgan.sampling import find_checkpoint
+from textgan.runs import find_checkpoint, named_checkpoint
 
 
 @dataclass
@@ -30,7 +31,7 @@ class EvalSettings:
     transfer_file: str | None = None       # a user's sentences to transfer to transfer_style
     transfer_style: str | None = None
     references: str | None = None          # human references of transfer_file, line by line
-    device: str = "cpu"
+    device: str = DEFAULT_DEVICE
     progress: bool = True
     judges: JudgeSettings | None = None    # how missing judges train (None: the defaults)
 
@@ -39,9 +40,9 @@ def checkpoint_path(run_dir: Path, given: str | None) -> Path:
     """The run folder's choice, or the file given (looked up inside the run folder as well)."""
     if not given:
         return find_checkpoint(run_dir)
-    for candidate in (Path(given), run_dir / given):
-        if candidate.is_file():
-            return candidate
+    candidate = named_checkpoint(given, run_dir)
+    if candidate.is_file():
+        return candidate
     raise CheckpointError(f"checkpoint {given} not found (nor in {run_dir})")
 
 

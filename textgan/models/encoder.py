@@ -42,12 +42,17 @@ def make_embedding(cfg: ModelConfig, *, vocab_size: int, pad_id: int) -> nn.Embe
     return nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=pad_id)
 
 
-def check_embedding(embedding: nn.Embedding, cfg: ModelConfig, *, vocab_size: int) -> None:
-    """A shared table must match this network's sizes, or weights would be silently misread."""
-    if embedding.num_embeddings != vocab_size or embedding.embedding_dim != cfg.embedding_dim:
+def word_table(shared: nn.Embedding | None, cfg: ModelConfig, *, vocab_size: int,
+               pad_id: int) -> nn.Embedding:
+    """A network's word table: the `shared` one, which must match this network's sizes (or
+    weights would be silently misread), else a new one (`make_embedding`)."""
+    if shared is None:
+        return make_embedding(cfg, vocab_size=vocab_size, pad_id=pad_id)
+    if shared.num_embeddings != vocab_size or shared.embedding_dim != cfg.embedding_dim:
         raise ValueError(
-            f"shared embedding is {embedding.num_embeddings} x {embedding.embedding_dim}, this "
+            f"shared embedding is {shared.num_embeddings} x {shared.embedding_dim}, this "
             f"network needs {vocab_size} x {cfg.embedding_dim}")
+    return shared
 
 
 def gru_dropout(cfg_dropout: float, num_layers: int) -> float:
@@ -75,10 +80,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig, *, vocab_size: int, pad_id: int,
                  embedding: nn.Embedding | None = None) -> None:
         super().__init__()
-        if embedding is None:
-            embedding = make_embedding(cfg, vocab_size=vocab_size, pad_id=pad_id)
-        else:
-            check_embedding(embedding, cfg, vocab_size=vocab_size)
+        embedding = word_table(embedding, cfg, vocab_size=vocab_size, pad_id=pad_id)
         self.pad_id = pad_id
         self.num_layers = cfg.encoder_layers
         self.num_directions = 2 if cfg.encoder_bidirectional else 1

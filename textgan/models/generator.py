@@ -39,7 +39,7 @@ from textgan import checks
 from textgan.config import ModelConfig
 from textgan.models.attention import Attention, Memory
 from textgan.models.categorical import sample_categorical
-from textgan.models.encoder import check_embedding, gru_dropout, make_embedding
+from textgan.models.encoder import gru_dropout, word_table
 
 STRATEGIES = ("greedy", "sample")
 # How often decoding checks for its early exit where that check waits for the device (a GPU):
@@ -163,10 +163,7 @@ class Generator(nn.Module):
     def __init__(self, cfg: ModelConfig, *, vocab_size: int, code_dim: int, pad_id: int,
                  bos_id: int, eos_id: int, embedding: nn.Embedding | None = None) -> None:
         super().__init__()
-        if embedding is None:
-            embedding = make_embedding(cfg, vocab_size=vocab_size, pad_id=pad_id)
-        else:
-            check_embedding(embedding, cfg, vocab_size=vocab_size)
+        embedding = word_table(embedding, cfg, vocab_size=vocab_size, pad_id=pad_id)
         self.vocab_size = vocab_size
         self.z_dim = cfg.z_dim
         self.code_dim = code_dim

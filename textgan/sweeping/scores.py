@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from textgan.errors import ConfigError
+from textgan.evaluation.report_tensorboard import flat_scalars
 
 COMBINES = ("geomean", "mean")
 BLEU_SCALE = 0.01  # sacrebleu reports BLEU in 0-100; accuracies are 0-1
@@ -33,12 +34,10 @@ BLEU_SCALE = 0.01  # sacrebleu reports BLEU in 0-100; accuracies are 0-1
 def flatten_report(report: Mapping[str, Any]) -> dict[str, float]:
     """Every number of an evaluation report as dotted key -> float.
 
-    Reuses the report module's own list of what counts as a metric (it skips settings, the
+    Reuses the report's own list of what counts as a metric (it skips settings, the
     curve, per-dimension lists, examples), so the sweep sees exactly what TensorBoard sees;
     that function joins keys with '/', the sweep with '.', like config keys.
     """
-    from textgan.evaluation.report import flat_scalars  # heavy imports; only when reading reports
-
     return {tag.replace("/", "."): value for tag, value in flat_scalars(report).items()}
 
 
