@@ -28,8 +28,8 @@ import textgan.pretrain as pretrain
 import textgan.train as train
 from textgan import cli
 from textgan.checkpoint import RunLock, latest_checkpoint, read_checkpoint
-from textgan.runs import LOCK_FILE
 from textgan.errors import CheckpointError, ConfigError, CorpusError, RunFolderError
+from textgan.runs import LOCK_FILE
 from textgan.sampling import load_for_inference
 
 # 600 sentences: 17 batches an epoch, so a stage takes a few seconds on one thread
@@ -215,6 +215,25 @@ def test_train_from_a_checkpoint_of_another_config_names_it_and_leaves_no_folder
     assert f"{checkpoint} was pretrained with another config" in message
     assert "model.z_dim: 8 -> 4" in message and "created with another config" not in message
     assert not other.exists()  # the config and tokenizer --from copied are gone with it
+
+
+def test_train_from_another_run_folder_starts_where_its_pretraining_ended(
+        finished_run, tmp_path, caplog):
+    """--from RUN_DIR: a new folder shares another folder's pretraining (as sweeps do)."""
+    other = tmp_path / "other"
+    ended = latest_checkpoint(finished_run / "pretrain", "pretrain")
+    with caplog.at_level(logging.INFO, logger="textgan"):
+        result = train.main(["--no-progress", "--run-dir", str(other), "--from",
+                             str(finished_run), "--train.epochs=1", "--train.lambda_c=0.5"])
+    assert f"starting from the pretrained VAE {ended}" in caplog.text
+    assert result["iteration"] == PER_EPOCH
+    assert "lambda_c = 0.5" in (other / "config.toml").read_text()
+    assert not (finished_run / "train" / f"train_checkpoint_{2 * PER_EPOCH}.pt").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CheckpointError, match="that run folder has no pretrain checkpoint"):
+        train.main(["--no-progress", "--run-dir", str(tmp_path / "third"), "--from", str(empty)])
+    assert not (tmp_path / "third").exists()
 
 
 # --------------------------------------------------------------------------- the lock

@@ -157,6 +157,73 @@ preset = "tiny"
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
 
 
+def test_runs_that_differ_only_in_the_adversarial_stage_share_one_pretraining(tmp_path,
+                                                                              capsys):
+    path = grid_file(tmp_path, """
+[sweep]
+preset = "tiny"
+seeds = 2
+[fixed]
+"pretrain.epochs" = 1
+[grid]
+"train.lambda_c" = [0.0, 0.1]
+"discriminator.kind" = ["cnn", "gru"]
+"model.z_dim" = [4, 8]
+""")
+    runs = plan_runs(read_spec(path))
+    assert len(runs) == 16
+    # one pretraining per (z_dim, seed): the [train] and [discriminator] keys do not reach it
+    assert len({run.pretraining for run in runs}) == 4
+    first = runs[0]
+    assert first.pretrain_overrides == ["--pretrain.epochs=1", "--model.z_dim=4"]
+    same = [run for run in runs if run.pretraining == first.pretraining]
+    assert {(r.settings["train.lambda_c"], r.settings["discriminator.kind"]) for r in same} == {
+        (0.0, "cnn"), (0.0, "gru"), (0.1, "cnn"), (0.1, "gru")}
+    assert {r.seed for r in same} == {0} and {r.settings["model.z_dim"] for r in same} == {4}
+    result = sweep.main(["--grid", str(path), "--out", str(tmp_path / "out"), "--dry-run"])
+    assert "4 pretraining(s), shared in" in capsys.readouterr().out
+    assert result["runs"][0]["pretraining"].endswith(f"pretrain/{first.pretraining}")
+    # commands: the pretraining runs in the shared folder, the train stage starts from it
+    shared = tmp_path / "out" / "pretrain" / first.pretraining
+    steps = dict(runner.step_commands(first, tmp_path / "run", [], None, pretrained=shared))
+    assert steps["pretrain"][steps["pretrain"].index("--run-dir") + 1] == str(shared)
+    assert "--train.lambda_c=0.0" not in steps["pretrain"]
+    train = steps["train"]
+    assert train[train.index("--from") + 1] == str(shared) and "--preset" not in train
+    assert "--train.lambda_c=0.0" in train and train[train.index("--run-dir") + 1] == str(
+        tmp_path / "run")
+
+
+def test_a_shared_pretraining_runs_once_at_a_time_and_old_folders_keep_their_own(
+        tmp_path, monkeypatch):
+    seen: dict[str, Path | None] = {}
+    busy = tmp_path / "busy"
+    # the pretrain stage fails if another one is running: the lock must keep them apart
+    pretrain = (f"import os, sys, time; p = {str(busy)!r}\n"
+                "if os.path.exists(p): sys.exit(3)\n"
+                "open(p, 'w').close(); time.sleep(0.5); os.remove(p)")
+
+    def commands(run, folder, evaluate_args, device, pretrained=None):
+        seen[run.name] = pretrained
+        value = run.settings["train.lambda_c"]
+        own = "print('pretraining in the run folder')"
+        return [("pretrain", [sys.executable, "-c", own if pretrained is None else pretrain]),
+                ("train", [sys.executable, "-c", "print('training')"]),
+                ("evaluate", [sys.executable, "-c", FAKE_EVALUATE, str(folder), str(value)])]
+
+    monkeypatch.setattr(runner, "step_commands", commands)
+    out = tmp_path / "out"
+    spec_path = grid_file(tmp_path, FAKE_GRID)
+    old = runner.run_dir(out, plan_runs(read_spec(spec_path))[0])
+    (old / "pretrain").mkdir(parents=True)  # pretrained in its own folder by an older sweep
+    result = sweep.main(["--grid", str(spec_path), "--out", str(out), "--jobs", "3",
+                         "--no-progress"])
+    assert result["ran"] == 3 and not result["failed"]
+    assert seen[old.name] is None
+    shared = {path for name, path in seen.items() if name != old.name}
+    assert len(shared) == 1 and next(iter(shared)).parent == out / "pretrain"
+
+
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs" / "sweeps")
                                          .glob("*.toml")), ids=lambda path: path.name)
 def test_the_shipped_grid_files_plan_without_errors(path, tmp_path):
@@ -304,7 +371,7 @@ open(folder + "/report.json", "w").write(json.dumps(report))
 
 def fake_commands(fail_when: float | None = None, sleep: float = 0.0,
                   evaluate: str = FAKE_EVALUATE):
-    def commands(run: RunPlan, folder: Path, evaluate_args, device):
+    def commands(run: RunPlan, folder: Path, evaluate_args, device, pretrained=None):
         value = run.settings["train.lambda_c"]
         stage = f"import time; time.sleep({sleep})"
         if value == fail_when:
@@ -426,6 +493,13 @@ show = ["generation.oracle.grammatical"]
     for folder in folders:
         assert {"pretrain.log", "train.log", "evaluate.log"} <= {
             p.name for p in (folder / "sweep-logs").iterdir()}
+    # the two runs differ only in train.lambda_c: one pretraining, which both start from
+    [pretraining] = (out / "pretrain").iterdir()
+    [ended] = (pretraining / "pretrain").glob("pretrain_checkpoint_*.pt")
+    for folder in folders:
+        assert not (folder / "pretrain").exists()
+        assert f"starting from the pretrained VAE {ended}" in (
+            folder / "sweep-logs" / "train.log").read_text()
     stamps = {p: p.stat().st_mtime_ns for f in folders
               for p in [f / "report.json", *(f / "sweep-logs").iterdir()]}
     capsys.readouterr()

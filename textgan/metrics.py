@@ -2,7 +2,7 @@
 
 Sections:
 
-- VAE validation (the pretraining stage's per-epoch validation, `textgan.validation`):
+- VAE validation (the pretraining stage's per-epoch validation, `textgan.vae_validation`):
   reconstruction NLL per token (and perplexity through `perplexity_of`), teacher-forced token
   accuracy, EOS rate of greedy reconstructions, KL to the prior (total and per dimension),
   the ELBO, active units, mutual information;

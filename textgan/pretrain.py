@@ -55,7 +55,7 @@ from textgan.stage import (
     seed_processes,
 )
 from textgan.tokenizer import Tokenizer
-from textgan.validation import create_vae_evaluator
+from textgan.vae_validation import create_vae_evaluator
 
 log = logging.getLogger("textgan.pretrain")
 

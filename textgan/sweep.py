@@ -9,8 +9,11 @@ On a CPU (the example grid uses the tiny preset: about half a minute per run on 
 
 Each run is `python -m textgan.pretrain`, `textgan.train` and `textgan.evaluate` as
 subprocesses in <out>/runs/<name> (logs in <run>/sweep-logs/), where <name> is the run's grid
-values and seed plus a hash of all its settings. A run that fails is recorded with the tail of
-its log and the sweep goes on. The results go to <out>/leaderboard.md and leaderboard.json
+values and seed plus a hash of all its settings. Runs that differ only in [train] or
+[discriminator] keys share one pretraining, in <out>/pretrain/ (each run's adversarial stage
+starts from it with `train --from`): a grid over the adversarial stage pretrains once per seed.
+`share_pretraining = false` gives every run its own. A run that fails is recorded with the
+tail of its log and the sweep goes on. The results go to <out>/leaderboard.md and leaderboard.json
 (<out> is checkpoints/sweeps/<grid file name> unless --out is given), the plan and every run's
 status to <out>/sweep.json.
 
@@ -24,6 +27,7 @@ The grid file (TOML):
     sample_seed = 0                 # ... by this seed; a larger budget keeps the smaller's
     evaluate_args = ["--n=500", "--transfer-n=200", "--no-curve"]   # textgan.evaluate flags
     show = ["generation.oracle.grammatical"]   # extra leaderboard columns (patterns)
+    share_pretraining = true        # one pretraining per (preset, pretraining keys, seed)
 
     [score]                         # how a run's report.json ranks (higher is better)
     metrics = ["transfer.*.judge_acc", "transfer.*.bleu_source"]
@@ -90,6 +94,7 @@ from textgan.sweeping.runner import (
     SweepState,
     child_env,
     is_done,
+    pretraining_dir,
     run_dir,
     run_parallel,
     run_settings,
@@ -200,7 +205,8 @@ def _run(runs: list[RunPlan], todo: list[RunPlan], spec: SweepSpec, configs: dic
     from tqdm import tqdm
 
     ctx = RunContext(out=out, evaluate_args=spec.evaluate_args, device=args.device,
-                     env=child_env(args.jobs, shared_caches(configs.values())), state=state)
+                     env=child_env(args.jobs, shared_caches(configs.values())), state=state,
+                     share_pretraining=spec.share_pretraining)
     bar = tqdm(total=len(todo), desc="sweep", unit="run", disable=args.no_progress)
     count = 0
 
@@ -271,15 +277,22 @@ def _plan_size(spec: SweepSpec, runs: Sequence[RunPlan]) -> str:
 
 def _dry_run(spec: SweepSpec, runs: Sequence[RunPlan], out: Path,
              done: Callable[[RunPlan], bool]) -> dict[str, Any]:
-    lines = [f"# {_plan_size(spec, runs)}, into {out}"]
+    pretrainings = {run.pretraining for run in runs}
+    shared = (f"; {len(pretrainings)} pretraining(s), shared in {out / 'pretrain'}"
+              if spec.share_pretraining else "")
+    lines = [f"# {_plan_size(spec, runs)}, into {out}{shared}"]
     planned = []
     for run in runs:
         finished = done(run)
         lines.append(f"runs/{run.name}  [{'done' if finished else 'to run'}]")
         lines.append(f"    {' '.join(run.stage_args)}")
+        if spec.share_pretraining:
+            lines.append(f"    pretrained in pretrain/{run.pretraining}")
         planned.append({"name": run.name, "run_dir": str(run_dir(out, run)), "seed": run.seed,
                         "preset": run.preset, "settings": run.settings,
-                        "overrides": run.overrides, "done": finished})
+                        "overrides": run.overrides, "done": finished,
+                        "pretraining": (str(pretraining_dir(out, run))
+                                        if spec.share_pretraining else None)})
     sys.stdout.write("\n".join(lines) + "\n")
     return {"dry_run": True, "out": str(out), "runs": planned}
 

@@ -5,11 +5,15 @@ On a CPU, after pretraining the same run folder:
     python -m textgan.pretrain --preset tiny && python -m textgan.train --preset tiny   # seconds
     python -m textgan.pretrain && python -m textgan.train                              # minutes
 
-Starts from the newest pretrain checkpoint of the run folder (where pretraining ended; or
---from CKPT, e.g. the best by validation ELBO or one from another folder) with the config and tokenizer stored there;
-this stage's settings (the [train] and [discriminator] sections) are the ones saved in the run
+Starts from the newest pretrain checkpoint of the run folder (where pretraining ended), with the
+config and tokenizer stored there; or --from CKPT (e.g. the best by validation ELBO) or --from
+RUN_DIR (where that folder's pretraining ended), which seeds a new run folder with that
+checkpoint's config and tokenizer, so several adversarial stages can share one pretraining.
+This stage's settings (the [train] and [discriminator] sections) are the ones saved in the run
 folder when it was created (from its preset), changed by overrides -- or taken afresh from
---preset/--config when one is given (the pretrain sections must still match). First the discriminator D learns the labelled sentences alone (train.d_warmup_steps),
+--preset/--config when one is given (the pretrain sections must still match).
+
+First the discriminator D learns the labelled sentences alone (train.d_warmup_steps),
 then every iteration is a wake-sleep round: a D step on real and generated sentences, and one
 G+E step (VAE loss, attribute loss through D on the soft generated sentence, independence
 loss through the encoder). Checkpoints go to <run>/train, TensorBoard to <run>/tb/train.
@@ -71,7 +75,7 @@ from textgan.stage import (
 )
 from textgan.style_validation import create_style_evaluator, style_metric_names
 from textgan.tokenizer import Tokenizer
-from textgan.validation import VAE_METRICS, create_vae_evaluator
+from textgan.vae_validation import VAE_METRICS, create_vae_evaluator
 
 log = logging.getLogger("textgan.train")
 
@@ -82,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = config_parser("python -m textgan.train", __doc__)
     add_runtime_arguments(parser)
     parser.add_argument("--from", dest="from_checkpoint", metavar="CKPT", default=None,
-                        help="start from this pretrain checkpoint instead of the run folder's")
+                        help="start from this pretrain checkpoint instead of the run folder's, "
+                             "or from where another run folder's pretraining ended (one "
+                             "pretraining shared by several adversarial stages)")
     return parser
 
 
@@ -255,6 +261,13 @@ def find_pretrained(paths: RunPaths, from_checkpoint: str | None) -> Path:
     """The pretrain checkpoint to start from; with --from, seed a new run folder from it."""
     if from_checkpoint:
         path = Path(from_checkpoint)
+        if path.is_dir():
+            ended = RunFolder(path).stage_end(PRETRAIN_STAGE)
+            if ended is None:
+                raise CheckpointError(f"--from {path}: that run folder has no pretrain "
+                                      f"checkpoint in {RunPaths(path).stage_dir(PRETRAIN_STAGE)}"
+                                      f"; run python -m textgan.pretrain --run-dir {path} first")
+            path = ended
         state = read_checkpoint(path)
         check_compatible(state, path, stages=("pretrain",))
         if not paths.config.is_file():  # a new run folder: the checkpoint's config and tokenizer

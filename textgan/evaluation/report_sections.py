@@ -28,7 +28,7 @@ from textgan.sampling import (
     sample_by_style,
     transfer,
 )
-from textgan.validation import create_vae_evaluator
+from textgan.vae_validation import create_vae_evaluator
 
 BLEU_ORDERS = (2, 3, 4)
 

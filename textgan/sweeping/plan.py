@@ -16,12 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from textgan.config import Config, load_config
+from textgan.config import STAGE_SECTIONS, Config, load_config
 from textgan.errors import ConfigError
 from textgan.sweeping.spec import SweepSpec
 
 MAX_CONFIGURATIONS = 100_000  # the plan is materialised; beyond this, sample with a budget
 NAME_LIMIT = 80               # readable part of a folder name, before the hash
+# the config sections only the adversarial stage reads ([discriminator], [train])
+ADVERSARIAL_SECTIONS = tuple(section for section in STAGE_SECTIONS["train"]
+                             if section not in STAGE_SECTIONS["pretrain"])
 
 
 @dataclass
@@ -43,6 +46,20 @@ class RunPlan:
 
     def identity(self) -> dict[str, Any]:
         return {"preset": self.preset, "overrides": self.overrides, "seed": self.seed}
+
+    @property
+    def pretrain_overrides(self) -> list[str]:
+        """The overrides pretraining reads: all but those of the adversarial stage's sections."""
+        return [item for item in self.overrides
+                if not item.startswith(tuple(f"--{s}." for s in ADVERSARIAL_SECTIONS))]
+
+    @property
+    def pretraining(self) -> str:
+        """The name of this run's pretraining: runs whose configurations differ only in the
+        adversarial stage's sections share it (`python -m textgan.train --from`)."""
+        identity = {"preset": self.preset, "overrides": self.pretrain_overrides,
+                    "seed": self.seed}
+        return f"{_sanitise(self.preset)},seed={self.seed}-{_digest(identity)}"
 
 
 def toml_value(value: Any) -> str:

@@ -2,6 +2,11 @@
 
 Each run is `python -m textgan.pretrain`, `python -m textgan.train`, `python -m textgan.evaluate`
 in its own folder <out>/runs/<name>, each step's output appended to <run>/sweep-logs/<step>.log.
+Runs whose configurations differ only in the adversarial stage's sections ([train],
+[discriminator]) share one pretraining (`share_pretraining`, on by default): it runs once in
+<out>/pretrain/<preset>,seed=<s>-<hash> (one run at a time pretrains it; the others find it
+finished), and each run's adversarial stage starts from it with `train --from`. A run folder
+that already holds a pretrain/ of its own (a sweep begun before sharing) keeps it.
 Subprocesses, not threads calling main(): a crash, a NaN or a user error in one run cannot take
 the sweep (or another run) down, and each gets its own torch thread pool.
 
@@ -61,17 +66,35 @@ def is_done(folder: Path, settings: dict[str, Any]) -> bool:
     return saved.get("settings") == settings
 
 
+def pretraining_dir(out: Path, run: RunPlan) -> Path:
+    """Where a run's shared pretraining lives (`RunPlan.pretraining`)."""
+    return out / "pretrain" / run.pretraining
+
+
 def step_commands(run: RunPlan, folder: Path, evaluate_args: Sequence[str],
-                  device: str | None) -> list[tuple[str, list[str]]]:
-    """(step, argv) of each stage of a run; tests replace this to run something cheaper."""
-    common = ["--run-dir", str(folder), "--no-progress"]
-    if device:
-        common += ["--device", device]
+                  device: str | None, *,
+                  pretrained: Path | None = None) -> list[tuple[str, list[str]]]:
+    """(step, argv) of each stage of a run; tests replace this to run something cheaper.
+
+    `pretrained`: the shared pretraining's folder, where the pretrain step runs and the train
+    step starts from (--from); None = both in the run's own folder."""
+    flags = ["--no-progress", *(["--device", device] if device else [])]
     python = [sys.executable, "-m"]
+    own = ["--run-dir", str(folder), *flags]
+    if pretrained is None:
+        return [
+            ("pretrain", [*python, "textgan.pretrain", *own, *run.stage_args]),
+            ("train", [*python, "textgan.train", *own, *run.stage_args]),
+            ("evaluate", [*python, "textgan.evaluate", *own, *evaluate_args]),
+        ]
+    # --from gives the new folder the pretraining's config; --preset would be a second source
+    # (refused), the overrides repeat what the pretraining was given plus this run's [train]
     return [
-        ("pretrain", [*python, "textgan.pretrain", *common, *run.stage_args]),
-        ("train", [*python, "textgan.train", *common, *run.stage_args]),
-        ("evaluate", [*python, "textgan.evaluate", *common, *evaluate_args]),
+        ("pretrain", [*python, "textgan.pretrain", "--run-dir", str(pretrained), *flags,
+                      "--preset", run.preset, *run.pretrain_overrides, f"--seed={run.seed}"]),
+        ("train", [*python, "textgan.train", *own, "--from", str(pretrained), *run.overrides,
+                   f"--seed={run.seed}"]),
+        ("evaluate", [*python, "textgan.evaluate", *own, *evaluate_args]),
     ]
 
 
@@ -182,8 +205,17 @@ class RunContext:
     device: str | None
     env: dict[str, str]
     state: SweepState
+    share_pretraining: bool = True
     stop: threading.Event = field(default_factory=threading.Event)
     children: Children = field(default_factory=Children)
+    # one lock per shared pretraining folder: one run pretrains it, the others wait and find it
+    # finished (two at once would be refused by its run.lock)
+    pretrain_locks: dict[Path, threading.Lock] = field(default_factory=dict)
+    locks_guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def pretrain_lock(self, folder: Path) -> threading.Lock:
+        with self.locks_guard:
+            return self.pretrain_locks.setdefault(folder, threading.Lock())
 
 
 def execute_run(run: RunPlan, ctx: RunContext) -> Outcome:
@@ -194,11 +226,21 @@ def execute_run(run: RunPlan, ctx: RunContext) -> Outcome:
     (folder / MARKER).unlink(missing_ok=True)
     ctx.state.update(run.name, status="running", step=None, returncode=None, error=None)
     start = time.monotonic()
-    for step, argv in step_commands(run, folder, ctx.evaluate_args, ctx.device):
+    # a folder pretrained on its own before sharing existed keeps its pretraining
+    shared = ctx.share_pretraining and not (folder / "pretrain").exists()
+    pretrained = pretraining_dir(ctx.out, run) if shared else None
+    for step, argv in step_commands(run, folder, ctx.evaluate_args, ctx.device,
+                                    pretrained=pretrained):
         if ctx.stop.is_set():
             return Outcome("interrupted", step, seconds=time.monotonic() - start)
         ctx.state.update(run.name, step=step)
-        returncode = _run_step(argv, folder / LOGS / f"{step}.log", ctx)
+        if step == "pretrain" and pretrained is not None:
+            with ctx.pretrain_lock(pretrained):
+                if ctx.stop.is_set():  # stopped while another run held the pretraining
+                    return Outcome("interrupted", step, seconds=time.monotonic() - start)
+                returncode = _run_step(argv, folder / LOGS / f"{step}.log", ctx)
+        else:
+            returncode = _run_step(argv, folder / LOGS / f"{step}.log", ctx)
         if ctx.stop.is_set() or returncode in (130, -signal.SIGINT):
             return Outcome("interrupted", step, returncode, seconds=time.monotonic() - start)
         if returncode != 0:

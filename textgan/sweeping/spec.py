@@ -24,7 +24,8 @@ from textgan.errors import ConfigError
 from textgan.sweeping.scores import ScoreSpec
 
 SECTIONS = {"sweep", "score", "fixed", "grid"}
-SWEEP_KEYS = {"preset", "seeds", "mode", "budget", "sample_seed", "evaluate_args", "show"}
+SWEEP_KEYS = {"preset", "seeds", "mode", "budget", "sample_seed", "evaluate_args", "show",
+              "share_pretraining"}
 SCORE_KEYS = {"metrics", "combine", "scale", "lower_is_better"}
 MODES = ("grid", "random")
 # The sweep passes these to `python -m textgan.evaluate` itself (one folder per run, one device).
@@ -49,6 +50,8 @@ class SweepSpec:
     score: ScoreSpec = field(default_factory=lambda: ScoreSpec(metrics=[]))
     show: list[str] = field(default_factory=list)   # extra leaderboard columns (patterns)
     show_given: bool = False                        # user-given patterns must match; defaults not
+    # runs that differ only in [train] / [discriminator] keys start from one pretraining
+    share_pretraining: bool = True
 
 
 def read_spec(path: str | Path) -> SweepSpec:
@@ -69,6 +72,7 @@ def read_spec(path: str | Path) -> SweepSpec:
     spec.seeds = _seeds(sweep.get("seeds", 1), f"{path} [sweep] seeds")
     spec.mode, spec.budget = _mode(sweep, path)
     spec.sample_seed = _typed(sweep, "sample_seed", int, 0, path)
+    spec.share_pretraining = _typed(sweep, "share_pretraining", bool, True, path)
     spec.evaluate_args = _string_list(sweep, "evaluate_args", path)
     spec.show_given = "show" in sweep
     spec.show = _string_list(sweep, "show", path) if spec.show_given else list(DEFAULT_SHOW)

@@ -18,7 +18,7 @@ from textgan.losses import gaussian_kl, mutual_information, reconstruction_loss
 from textgan.models import build_vae, code_dim, fill_missing, one_hot_code, reparameterize
 from textgan.tokenizer import train_tokenizer
 from textgan.models.modes import eval_mode
-from textgan.validation import VAE_METRICS, create_vae_evaluator
+from textgan.vae_validation import VAE_METRICS, create_vae_evaluator
 
 # Deliberately not 0/1/2/3, so a hard-coded special id anywhere shows up.
 PAD, BOS, EOS, UNK = 5, 2, 7, 0
