@@ -19,11 +19,11 @@ BATCHES_PER_EPOCH = 5
 
 @pytest.fixture(autouse=True)
 def python_ctrl_c():
-    """The SIGINT disposition a command's process starts with: Python's KeyboardInterrupt
+    """The SIGINT disposition of a command run from a terminal: Python's KeyboardInterrupt
     handler, the signal not blocked. These tests press Ctrl-C with raise_signal and count on
-    it; twice in a loaded full-suite run the second press of a test was lost (the run went on
-    to its epoch's validation, as if SIGINT were ignored or blocked when the test began), with
-    no textgan code that ignores or blocks it. Set here, restored after."""
+    it, but a shell starts a background job (`pytest ... &`) with SIGINT ignored, and Python
+    then keeps it ignored: there the second press of a test was lost and the run went on to
+    its epoch's validation (seen twice). Set here, restored after."""
     handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     yield
