@@ -20,7 +20,6 @@ from textgan.losses import (
     independence_loss,
     label_counts,
     prediction_entropy,
-    soft_attribute_loss,
 )
 
 LOG2, LOG3 = math.log(2.0), math.log(3.0)
@@ -192,25 +191,6 @@ def test_attribute_loss_with_no_attributes_is_zero():
     out = attribute_loss([], torch.zeros(4, 0, dtype=torch.long))
     assert out.total.item() == 0.0 and out.per_attribute.shape == (0,)
     assert out.counted.shape == (0,)
-
-
-def test_soft_attribute_loss_matches_hard_and_torch_probability_targets():
-    g = torch.Generator().manual_seed(2)
-    logits = [torch.randn(6, 2, generator=g), torch.randn(6, 3, generator=g)]
-    labels = torch.stack([torch.randint(2, (6,), generator=g),
-                          torch.randint(3, (6,), generator=g)], dim=1)
-    one_hot = [F.one_hot(labels[:, 0], 2).float(), F.one_hot(labels[:, 1], 3).float()]
-    torch.testing.assert_close(soft_attribute_loss(logits, one_hot).total,
-                               attribute_loss(logits, labels).total)
-    soft = [torch.softmax(torch.randn(6, 2, generator=g), -1),
-            torch.softmax(torch.randn(6, 3, generator=g), -1)]
-    out = soft_attribute_loss(logits, soft)
-    expected = F.cross_entropy(logits[0], soft[0]) + F.cross_entropy(logits[1], soft[1])
-    torch.testing.assert_close(out.total, expected)
-    assert out.counted.tolist() == [6, 6]
-
-
-# --------------------------------------------------------------------------- entropy
 
 
 def test_entropy_hand_values():

@@ -375,34 +375,6 @@ def attribute_loss(logits: Sequence[Tensor], labels: Tensor, label_mask: Tensor 
                     counted=known.sum(dim=0))
 
 
-def soft_attribute_loss(logits: Sequence[Tensor], target_probs: Sequence[Tensor]) -> AttrLoss:
-    """Cross-entropy to soft targets, for a generator fed a soft code (e.g. D's own guess).
-
-        per_attribute[a] = mean_b [ -sum_k p_bak log softmax(logits_a)_bk ],  total = sum_a
-
-    With one-hot targets it equals `attribute_loss` with every label known. The targets are
-    used as given (not detached here); rows of a target need not be normalised, but a code is.
-    """
-    if len(target_probs) != len(logits):
-        raise ValueError(f"{len(target_probs)} target blocks for {len(logits)} attributes")
-    _check_heads(logits)
-    parts, counted = [], []
-    for a, (head, target) in enumerate(zip(logits, target_probs)):
-        if target.shape != head.shape:
-            raise ValueError(f"targets of attribute {a} have shape {tuple(target.shape)}, the "
-                             f"logits {tuple(head.shape)}")
-        head = _at_least_fp32(head)  # (B, K)
-        target = target.to(device=head.device, dtype=head.dtype)  # (B, K)
-        parts.append(-(target * F.log_softmax(head, dim=-1)).sum(dim=-1).mean())
-        counted.append(head.shape[0])
-    if not parts:
-        return AttrLoss(total=torch.zeros(()), per_attribute=torch.zeros(0),
-                        counted=torch.zeros(0, dtype=torch.long))
-    per_attribute = torch.stack(parts)  # (A,)
-    return AttrLoss(total=per_attribute.sum(), per_attribute=per_attribute,
-                    counted=torch.tensor(counted, device=per_attribute.device))
-
-
 def prediction_entropy(logits: Sequence[Tensor], rows: Tensor | None = None) -> Tensor:
     """() Entropy of D's predictions, mean over sentences, summed over attributes (nats).
 

@@ -16,7 +16,6 @@ All rows of a batch and all K samples run as one teacher-forced pass (B * K rows
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
@@ -25,7 +24,7 @@ import torch
 from torch import Tensor
 
 from textgan.data import Batch
-from textgan.losses import gaussian_log_density, reconstruction_loss
+from textgan.losses import code_combinations, gaussian_log_density, reconstruction_loss
 from textgan.metrics import LatentRecovery
 from textgan.models import Encoder, Generator, one_hot_code, sample_code
 from textgan.models.modes import eval_mode
@@ -50,8 +49,8 @@ def _label_choices(labels: Tensor, mask: Tensor, num_classes: Sequence[int]
     for a, k in enumerate(num_classes):
         log_missing = log_missing - (~mask[:, a]).float() * math.log(k)
     rows, log_weights = [], []
-    for combo in itertools.product(*(range(k) for k in num_classes)):
-        choice = torch.tensor(combo, device=labels.device).expand_as(labels)  # (B, A)
+    for combo in code_combinations(num_classes, device=labels.device):  # (A,) each
+        choice = combo.expand_as(labels)  # (B, A)
         consistent = (~mask | (labels == choice)).all(dim=1)  # (B,)
         rows.append(torch.where(mask, labels, choice))
         log_weights.append(log_missing.masked_fill(~consistent, -math.inf))
