@@ -262,3 +262,60 @@ def test_one_percent_of_the_labels_trains_both_stages_and_the_judges_see_every_l
     classifier = judges.report["classifier"]
     assert classifier["train_sentences"] == 1080
     assert classifier["train_unlabelled"] == {"sentiment": 0, "tense": 0}
+
+
+# --------------------------------------------------------------------------- a shared pretraining
+
+
+def test_only_a_pretraining_that_reads_no_label_ignores_the_label_subset():
+    from textgan.config import LABEL_SUBSET_KEYS, keys_pretraining_ignores
+
+    prior = load_config("tiny", overrides=["pretrain.code_source=prior"])
+    assert keys_pretraining_ignores(prior) == set(LABEL_SUBSET_KEYS)
+    assert keys_pretraining_ignores(load_config("hu2017")) == set(LABEL_SUBSET_KEYS)
+    # c from the labels, or style markers chosen from labelled sentences: labels are read
+    assert keys_pretraining_ignores(load_config("default")) == set()
+    markers = load_config("tiny", overrides=["pretrain.code_source=prior",
+                                             "model.style_marker_salience=5"])
+    assert keys_pretraining_ignores(markers) == set()
+
+
+def test_one_label_free_pretraining_serves_every_label_fraction(tmp_path, caplog):
+    """train --from a pretraining with c from the prior, at another label fraction; refused
+    when the pretraining read the labels."""
+    import textgan.pretrain as pretrain
+    import textgan.train as train
+    from textgan.errors import ConfigError
+
+    quick = ["--no-progress", "--train.epochs=1", "--train.transfer_examples=0",
+             "--train.samples_per_style=0", "--data.label_fraction=0.1"]
+    shared = tmp_path / "pretrained"
+    pretrain.main([*FAST, "--run-dir", str(shared), "--pretrain.epochs=1",
+                   "--pretrain.code_source=prior"])
+    with caplog.at_level(logging.INFO, logger="textgan.prepare"):
+        result = train.main([*quick, "--run-dir", str(tmp_path / "ten"), "--from", str(shared)])
+    assert result["epoch"] == 1
+    assert any(r.getMessage().startswith("labels kept for 108 of 1,080") for r in caplog.records)
+    assert "label_fraction = 0.1" in (tmp_path / "ten" / "config.toml").read_text()
+    # the same pretraining with c from the labels: its weights depend on them
+    labelled = tmp_path / "labelled"
+    pretrain.main([*FAST, "--run-dir", str(labelled), "--pretrain.epochs=1",
+                   "--pretrain.code_source=label"])
+    with pytest.raises(ConfigError, match="data.label_fraction: 1.0 -> 0.1"):
+        train.main([*quick, "--run-dir", str(tmp_path / "refused"), "--from", str(labelled)])
+
+
+def test_a_sweep_over_label_fractions_pretrains_once_where_pretraining_reads_no_label(tmp_path):
+    from textgan.sweeping.plan import plan_runs, validate_plan
+    from textgan.sweeping.spec import read_spec
+
+    grid = tmp_path / "labels.toml"
+    grid.write_text('[sweep]\npreset = "tiny"\n[grid]\npreset = ["hu2017", "default"]\n'
+                    '"data.label_fraction" = [1.0, 0.1, 0.01]\n"train.lambda_c" = [0.0, 0.1]\n'
+                    '[score]\nmetrics = ["transfer.*.judge_acc"]\n')
+    runs = plan_runs(read_spec(grid))
+    validate_plan(runs, str(grid))
+    pretrainings = {preset: {r.pretraining for r in runs if r.preset == preset}
+                    for preset in ("hu2017", "default")}
+    assert len(pretrainings["hu2017"]) == 1  # c from the prior: one for all 6 configurations
+    assert len(pretrainings["default"]) == 3  # c from the labels: one per label fraction

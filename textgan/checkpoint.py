@@ -38,6 +38,7 @@ from textgan.config import (
     config_differences,
     config_from_dict,
     config_to_dict,
+    keys_pretraining_ignores,
     runtime_keys,
 )
 from textgan import parallel
@@ -586,9 +587,12 @@ def check_compatible(state: Mapping[str, Any], path: Path, *, config: Config | N
     if config is not None:
         # through config_from_dict: a key added after the checkpoint was written takes its
         # default, which is what the code that wrote it did (new settings default to off)
-        saved = config_to_dict(config_from_dict(meta["config"], origin=str(path)))
-        differences = config_differences(saved, config_to_dict(config),
-                                         ignore=runtime_keys(),
+        saved_config = config_from_dict(meta["config"], origin=str(path))
+        ignore = runtime_keys()
+        if meta["stage"] == "pretrain":
+            ignore |= keys_pretraining_ignores(saved_config)
+        differences = config_differences(config_to_dict(saved_config), config_to_dict(config),
+                                         ignore=ignore,
                                          sections=STAGE_SECTIONS.get(meta["stage"]))
         if differences:
             raise CheckpointError(

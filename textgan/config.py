@@ -641,6 +641,20 @@ STAGE_SECTIONS = {
 }
 
 
+# Which training sentences keep their labels (corpora/label_subset.py, applied in prepare.py).
+LABEL_SUBSET_KEYS = ("data.label_fraction", "data.labelled_sentences")
+
+
+def keys_pretraining_ignores(cfg: Config) -> set[str]:
+    """Keys of the pretrain sections that `cfg`'s pretraining does not read, runtime keys
+    aside: the label subset, when pretraining reads no training label at all (c drawn from
+    the prior, no style markers chosen from labelled sentences). Such a pretraining serves
+    every label fraction: `train --from` and sweeps share it, and a stage resumes on it."""
+    if cfg.pretrain.code_source == "prior" and cfg.model.style_marker_salience == 0:
+        return set(LABEL_SUBSET_KEYS)
+    return set()
+
+
 def config_differences(saved: dict[str, Any], current: dict[str, Any],
                        ignore: typing.Collection[str] = (),
                        sections: typing.Collection[str] | None = None) -> list[str]:

@@ -50,6 +50,7 @@ from textgan.config import (
     apply_override,
     config_differences,
     config_to_dict,
+    keys_pretraining_ignores,
     load_config,
     read_config,
     runtime_keys,
@@ -268,8 +269,11 @@ def resolve_config(args: argparse.Namespace, overrides: Sequence[str], saved_pat
         for item in overrides:
             apply_override(candidate, item)
         validate(candidate)
+    ignore = runtime_keys()
+    if sections is not None and "train" not in sections:  # compared as a pretraining
+        ignore |= keys_pretraining_ignores(saved)
     differences = config_differences(config_to_dict(saved), config_to_dict(candidate),
-                                     ignore=runtime_keys(), sections=sections)
+                                     ignore=ignore, sections=sections)
     if differences and seeded_from:
         raise ConfigError(
             f"{seeded_from} was pretrained with another config than the one given here:\n  "

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from textgan.config import STAGE_SECTIONS, Config, load_config
+from textgan.config import STAGE_SECTIONS, Config, keys_pretraining_ignores, load_config
 from textgan.errors import ConfigError
 from textgan.sweeping.spec import SweepSpec
 
@@ -38,6 +38,9 @@ class RunPlan:
     settings: dict[str, Any]    # grid key -> value for this configuration
     overrides: list[str]        # `--key=value` for the stages: [fixed], then [grid]
     seed: int
+    # pretrain keys its pretraining does not read (config.keys_pretraining_ignores), noted by
+    # validate_plan: overrides of them do not make another pretraining
+    pretraining_ignores: tuple[str, ...] = ()
 
     @property
     def stage_args(self) -> list[str]:
@@ -50,8 +53,9 @@ class RunPlan:
     @property
     def pretrain_overrides(self) -> list[str]:
         """The overrides pretraining reads: all but those of the adversarial stage's sections."""
-        return [item for item in self.overrides
-                if not item.startswith(tuple(f"--{s}." for s in ADVERSARIAL_SECTIONS))]
+        free = tuple(f"--{s}." for s in ADVERSARIAL_SECTIONS)
+        return [item for item in self.overrides if not item.startswith(free)
+                and item[2:].split("=", 1)[0] not in self.pretraining_ignores]
 
     @property
     def pretraining(self) -> str:
@@ -156,17 +160,19 @@ def plan_runs(spec: SweepSpec) -> list[RunPlan]:
 
 def validate_plan(runs: Sequence[RunPlan], origin: str) -> dict[str, Config]:
     """Resolve every configuration as the stages will (config_id -> Config); a bad key or
-    value anywhere fails here, before the first run trains for minutes."""
+    value anywhere fails here, before the first run trains for minutes. Notes on each run the
+    pretrain keys its pretraining does not read (`RunPlan.pretraining_ignores`)."""
     resolved: dict[str, Config] = {}
     for run in runs:
-        if run.config_id in resolved:
-            continue
-        try:
-            resolved[run.config_id] = load_config(run.preset, None,
-                                                  [*run.overrides, f"--seed={run.seed}"])
-        except ConfigError as error:
-            where = f"configuration {run.label}" if run.settings else "[fixed]"
-            raise ConfigError(f"{origin}, {where}: {error}") from None
+        if run.config_id not in resolved:
+            try:
+                resolved[run.config_id] = load_config(run.preset, None,
+                                                      [*run.overrides, f"--seed={run.seed}"])
+            except ConfigError as error:
+                where = f"configuration {run.label}" if run.settings else "[fixed]"
+                raise ConfigError(f"{origin}, {where}: {error}") from None
+        run.pretraining_ignores = tuple(sorted(keys_pretraining_ignores(
+            resolved[run.config_id])))
     return resolved
 
 
