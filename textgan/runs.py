@@ -4,7 +4,7 @@ tokenizer, its corpus as the stages tokenise it, and which checkpoint stands for
     folder = RunFolder("checkpoints/tiny")
     folder.config()            # config.toml
     folder.tokenizer()         # tokenizer.model, checked against its sha256
-    folder.corpus()            # LoadedCorpus: the corpus config.toml names, tokenised, every label
+    load_tokenised_corpus(folder.config().data, folder.tokenizer())   # every label kept
     folder.stage_end("pretrain")   # where a stage ended: what the adversarial stage starts from
     find_checkpoint(folder.root)   # what inference loads: train end > pretrain end > pretrain best
 
@@ -157,15 +157,6 @@ class RunFolder:
         what a checkpoint's or judge's own tokenizer is compared with."""
         path = self.paths.tokenizer
         return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-    def corpus(self, loaded: LoadedCorpus | None = None) -> LoadedCorpus:
-        """The corpus config.toml names, tokenised with the run's tokenizer, every label kept
-        (a semi-supervised run hides labels only from its stages' training split, in
-        `prepare`); `loaded` is used instead when it is that corpus."""
-        cfg, tokenizer = self.config(), self.tokenizer()
-        if loaded is not None and loaded.serves(cfg.data, tokenizer):
-            return loaded
-        return load_tokenised_corpus(cfg.data, tokenizer)
 
     def stage_end(self, stage: str, *, damaged: list[Damaged] | None = None) -> Path | None:
         """Where a stage ended: its newest intact `<stage>_checkpoint_<it>.pt`, None if none.

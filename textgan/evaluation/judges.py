@@ -84,7 +84,7 @@ from textgan.evaluation.judge_training import (
     format_accuracy,
     order_check,
 )
-from textgan.runs import LoadedCorpus, RunFolder, RunPaths
+from textgan.runs import LoadedCorpus, RunFolder, RunPaths, load_tokenised_corpus
 from textgan.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,8 @@ def train_judges(run_dir: str | Path, *, seed: int = 0, settings: JudgeSettings 
     settings = settings or JudgeSettings()
     cfg = run.config()
     tokenizer = run.tokenizer()
-    loaded = run.corpus(loaded)
+    if loaded is None or not loaded.serves(cfg.data, tokenizer):
+        loaded = load_tokenised_corpus(cfg.data, tokenizer)
     corpus, splits = loaded.corpus, loaded.splits
     attributes = {str(name): [str(c) for c in classes]
                   for name, classes in corpus.attributes.items()}
@@ -270,10 +271,11 @@ def load_judges(run_dir: str | Path, tokenizer: Tokenizer | None = None, *,
     except (ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{report_path} is not a judges report ({error}); delete {folder} "
                               "and train the judges again") from None
+    run = RunFolder(run_dir)
     if tokenizer is None:
-        tokenizer = RunFolder(run_dir).tokenizer()
+        tokenizer = run.tokenizer()
     device = resolve_device(device)
-    run_sha256 = RunFolder(run_dir).tokenizer_sha256()
+    run_sha256 = run.tokenizer_sha256()
     lm_state = _read(folder / LM_FILE, "lm", tokenizer, run_sha256)
     meta = lm_state["meta"]
     lm_settings = JudgeSettings.from_dict(meta["settings"], str(folder / LM_FILE))
