@@ -126,6 +126,28 @@ def test_a_step_with_unlabelled_sentences_trains_and_d_gets_their_entropy(code):
     assert with_term - without == pytest.approx(expected, rel=1e-3, abs=1e-6)
 
 
+
+def test_prior_code_reconstructs_unlabelled_rows_with_a_drawn_code_not_ds_guess(monkeypatch):
+    steps, vae, disc = make_steps(semi_supervised=True, unlabelled_code="prior")
+    data = batch([[0, 1], [-1, 1], [-1, -1]])
+    with torch.no_grad():
+        guess = torch.stack([x.argmax(-1) for x in disc.eval()(data.tokens, data.lengths)], 1)
+    drawn = 1 - guess  # the prior's draw, chosen to differ from D's guess on every attribute
+    real_sample_code = engines.sample_code
+    draws = []
+
+    def sample_code(batch_size, num_classes, **kwargs):  # the step's first draw is the VAE's
+        draws.append(batch_size)
+        return drawn if len(draws) == 1 else real_sample_code(batch_size, num_classes, **kwargs)
+
+    monkeypatch.setattr(engines, "sample_code", sample_code)
+    codes = []
+    vae.generator.register_forward_hook(lambda module, args, out: codes.append(args[2]))
+    steps.generator_step(data, tau=0.5, hard=False)
+    assert len(codes) == 1 and draws[0] == 3  # one teacher-forced pass, one code per row
+    expected = torch.where(data.label_mask, data.labels, drawn)
+    torch.testing.assert_close(codes[0], one_hot_code(expected, NUM_CLASSES).to(codes[0].dtype))
+
 def test_fully_labelled_batches_take_one_reconstruction_pass():
     steps, vae, _ = make_steps(semi_supervised=False)
     calls = []

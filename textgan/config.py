@@ -312,8 +312,11 @@ class TrainConfig(StageConfig):
     unlabelled_code: str = setting(
         "expectation", "c in the VAE loss of an unlabelled sentence: expectation = the "
                        "reconstruction loss averaged over D's q_D(c|x), one generator pass per "
-                       "class (Hu et al. 2017, eq. 5); argmax = D's most likely class",
-        choices=("expectation", "argmax"))
+                       "class (Hu et al. 2017, eq. 5); argmax = D's most likely class; prior = "
+                       "drawn from the prior, as a label-free pretraining does, so that only "
+                       "the attribute loss (lambda_c) teaches G the style of unlabelled text "
+                       "(an ablation)",
+        choices=("expectation", "argmax", "prior"))
     generated_batch_size: int = setting(
         0, "sentences generated per batch for the losses on generated text (D's term on hard "
            "samples; G's attribute, independence and transfer losses on soft sentences; 0 = as "

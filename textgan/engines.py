@@ -169,9 +169,10 @@ class AdversarialSteps:
     G+E step, one backward over L_VAE + lambda_c * L_attr_c + lambda_z * L_attr_z:
     - L_VAE = reconstruction + beta * KL of real sentences, c from the label where known; where
       it is missing, the reconstruction loss is the expectation over D's q_D(c|x) (Hu et al.,
-      eq. 5; one generator pass per joint class, `train.unlabelled_code = "expectation"`) or
-      uses D's argmax ("argmax"); its gradient trains both E and G (Hu et al.'s E step and the
-      VAE part of the G step).
+      eq. 5; one generator pass per joint class, `train.unlabelled_code = "expectation"`),
+      uses D's argmax ("argmax") or draws c from the prior ("prior", an ablation: D then
+      reaches G only through L_attr_c); its gradient trains both E and G (Hu et al.'s E step
+      and the VAE part of the G step).
     - L_attr_c = -log q_D(c | G_tau(z, c)) on the soft sentence; D's weights are frozen for it,
       so it trains G alone.
     - L_attr_z = -log q_E(z | G_tau(z, c)) (or a variant, `train.independence_loss`); E is a
@@ -271,7 +272,12 @@ class AdversarialSteps:
             if self.semi_supervised and cfg.unlabelled_code == "expectation":
                 rec_loss = self.expected_reconstruction(batch, d_logits, inputs, z, memory)
             else:
-                logits = generator(inputs, z, one_hot_code(labels, self.num_classes), memory)
+                code = labels
+                if self.semi_supervised and cfg.unlabelled_code == "prior":
+                    # D's guess stays the source's style for the transfer losses below
+                    code = torch.where(batch.label_mask, batch.labels,
+                                       sample_code(z.shape[0], self.num_classes, device=z.device))
+                logits = generator(inputs, z, one_hot_code(code, self.num_classes), memory)
                 rec_loss = reconstruction_loss(logits, batch.tokens, batch.lengths).per_sentence
             kl = free_bits_kl(gaussian_kl(posterior.mean, posterior.logvar), cfg.free_bits)
             vae_loss = rec_loss + cfg.kl_weight * kl.loss_value
