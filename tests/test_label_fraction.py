@@ -297,6 +297,9 @@ def test_one_label_free_pretraining_serves_every_label_fraction(tmp_path, caplog
     assert result["epoch"] == 1
     assert any(r.getMessage().startswith("labels kept for 108 of 1,080") for r in caplog.records)
     assert "label_fraction = 0.1" in (tmp_path / "ten" / "config.toml").read_text()
+    # the seeded folder has no pretraining of its own: it resumes from its own checkpoints
+    extended = train.main([*quick, "--run-dir", str(tmp_path / "ten"), "--train.epochs=2"])
+    assert extended["epoch"] == 2 and not (tmp_path / "ten" / "pretrain").exists()
     # the same pretraining with c from the labels: its weights depend on them
     labelled = tmp_path / "labelled"
     pretrain.main([*FAST, "--run-dir", str(labelled), "--pretrain.epochs=1",

@@ -8,7 +8,8 @@ On a CPU, after pretraining the same run folder:
 Starts from the newest pretrain checkpoint of the run folder (where pretraining ended), with the
 config and tokenizer stored there; or --from CKPT (e.g. the best by validation ELBO) or --from
 RUN_DIR (where that folder's pretraining ended), which seeds a new run folder with that
-checkpoint's config and tokenizer, so several adversarial stages can share one pretraining.
+checkpoint's config and tokenizer, so several adversarial stages can share one pretraining
+(such a folder resumes with --run-dir alone, from its own checkpoints).
 This stage's settings (the [train] and [discriminator] sections) are the ones saved in the run
 folder when it was created (from its preset), changed by overrides -- or taken afresh from
 --preset/--config when one is given (the pretrain sections must still match).
@@ -257,8 +258,11 @@ def make_early_stopping(cfg: Any, trainer: Engine, validation: dict[str, Any],
     return stopping
 
 
-def find_pretrained(paths: RunPaths, from_checkpoint: str | None) -> Path:
-    """The pretrain checkpoint to start from; with --from, seed a new run folder from it."""
+def find_pretrained(paths: RunPaths, from_checkpoint: str | None) -> Path | None:
+    """The pretrain checkpoint to start from; with --from, seed a new run folder from it.
+
+    None for a folder seeded by --from whose stage has checkpoints of its own: it resumes from
+    them, and its pretraining lives in the folder it came from."""
     if from_checkpoint:
         path = Path(from_checkpoint)
         if path.is_dir():
@@ -279,7 +283,10 @@ def find_pretrained(paths: RunPaths, from_checkpoint: str | None) -> Path:
                               "with the same --run-dir/--preset first, or pass --from CKPT")
     # where pretraining ended (runs.RunFolder.stage_end says why not its best); pass
     # --from <run>/pretrain/best_checkpoint_*.pt to start from the best one instead
-    path = RunFolder(paths.root).stage_end(PRETRAIN_STAGE)
+    folder = RunFolder(paths.root)
+    path = folder.stage_end(PRETRAIN_STAGE)
+    if path is None and folder.stage_end(STAGE) is not None:
+        return None
     if path is None:
         raise CheckpointError(f"{paths.root} has no pretrain checkpoint in "
                               f"{paths.stage_dir(PRETRAIN_STAGE)}; run python -m textgan.pretrain "
