@@ -148,6 +148,7 @@ def test_prior_code_reconstructs_unlabelled_rows_with_a_drawn_code_not_ds_guess(
     expected = torch.where(data.label_mask, data.labels, drawn)
     torch.testing.assert_close(codes[0], one_hot_code(expected, NUM_CLASSES).to(codes[0].dtype))
 
+
 def test_fully_labelled_batches_take_one_reconstruction_pass():
     steps, vae, _ = make_steps(semi_supervised=False)
     calls = []
@@ -170,6 +171,17 @@ def test_no_encoder_pass_on_soft_sentences_when_lambda_z_is_0(monkeypatch):
                         lambda *args, **kwargs: read.append(1) or pytest.fail("E read"))
     out = steps.generator_step(batch([[0, 1], [1, 0], [1, 1]]), tau=0.5, hard=False)
     assert out["attr_z"] == 0.0 and not read
+
+
+@pytest.mark.parametrize("lambda_u", [0.0, 0.1])
+def test_d_generates_sentences_only_when_lambda_u_weighs_them(monkeypatch, lambda_u):
+    steps, vae, _ = make_steps(lambda_u=lambda_u)
+    decode, decoded = vae.generator.decode, []
+    monkeypatch.setattr(vae.generator, "decode",
+                        lambda *args, **kwargs: decoded.append(1) or decode(*args, **kwargs))
+    out = steps.discriminator_step(batch([[0, 1], [1, 0], [1, 1]]), warm_up=False)
+    assert len(decoded) == (1 if lambda_u > 0 else 0)
+    assert (out["d_fake"] > 0) == (lambda_u > 0)
 
 
 @pytest.mark.parametrize("kind", ["nll", "nll_detached_var", "nll_fixed_var", "mse"])

@@ -223,7 +223,8 @@ class AdversarialSteps:
                 unlabelled = prediction_entropy(real_logits, rows=~batch.label_mask)
                 loss = loss + cfg.lambda_u * cfg.entropy_weight * unlabelled
             fake_loss = entropy = fake_acc = torch.zeros((), device=self.device)
-            if not warm_up:
+            # no sentence is generated for a term weighted 0 (the ablation's lambda_u = 0)
+            if not warm_up and cfg.lambda_u > 0:
                 z, labels = self.prior(generated_rows(batch.tokens.shape[0],
                                                       cfg.generated_batch_size))
                 with torch.no_grad(), eval_mode(self.generator):
