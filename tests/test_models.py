@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from textgan.config import ModelConfig
 from textgan.models import (Decoded, Encoder, Generator, Posterior, Step, apply_word_dropout,
+                            ban_repeated_ngrams,
                             build_vae, choose_next, code_dim, fill_missing, filter_top_k,
                             filter_top_p, make_embedding, one_hot_code, reparameterize,
                             sample_code, shift_right, split_code, vae_parameters)
@@ -490,11 +491,90 @@ def test_sampling_follows_the_filtered_distribution():
     assert torch.allclose(freq, sharpened / sharpened.sum(), atol=0.02)
 
 
+def test_ban_repeated_ngrams_on_hand_cases():
+    history = torch.tensor([[5, 6, 5, 6, 7, 5],
+                            [4, 5, 6, 7, 8, 9]])
+    logits = torch.zeros(2, 12)
+
+    def banned(n: int, **kwargs) -> list[list[int]]:
+        out = ban_repeated_ngrams(logits, history, n, **kwargs)
+        return [torch.nonzero(torch.isinf(row)).flatten().tolist() for row in out]
+
+    # row 0 ends in 5, which was followed by 6 twice: writing 6 again repeats the bigram 5 6
+    assert banned(2) == [[6], []]
+    assert banned(1) == [[5, 6, 7], [4, 5, 6, 7, 8, 9]]  # every word already written
+    assert banned(3) == [[], []]  # "7 5" never came before
+    history3 = torch.tensor([[5, 6, 8, 5, 6]])
+    assert [torch.isinf(r).nonzero().flatten().tolist()
+            for r in ban_repeated_ngrams(torch.zeros(1, 12), history3, 3)] == [[8]]
+    assert banned(2, active=torch.tensor([False, True])) == [[], []]
+    assert banned(0) == [[], []]  # off
+    assert banned(7) == [[], []]  # longer than the history: nothing to repeat yet
+    assert torch.equal(ban_repeated_ngrams(logits, history[:, :0], 1), logits)
+
+
+def greedy_loop_generator() -> Generator:
+    """A generator whose greedy output is word 11 again and again (a greedy loop), with the
+    other words' scores spread so that a ban always leaves a clear second choice."""
+    generator = make_generator().eval()
+    with torch.no_grad():
+        generator.output.weight.zero_()
+        generator.output.bias.copy_(torch.linspace(0.0, 1.0, VOCAB))
+        generator.output.bias[11] = 5.0
+        generator.output.bias[EOS] = -30.0
+    return generator
+
+
+def repeats_an_ngram(row: list[int], n: int) -> bool:
+    grams = [tuple(row[i:i + n]) for i in range(len(row) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+def test_no_repeat_ngram_decoding_never_writes_an_ngram_twice():
+    generator = greedy_loop_generator()
+    z, c = random_condition(3)
+    plain = generator.decode(z, c, max_len=8)
+    assert plain.tokens.tolist() == [[11] * 8] * 3
+    for n in (1, 2, 3):
+        out = generator.decode(z, c, max_len=8, no_repeat_ngram=n)
+        for row in out.tokens.tolist():
+            assert not repeats_an_ngram(row, n), (n, row)
+    # n = 1: every word once, best first; n = 2: 11 may follow only one word, once
+    assert generator.decode(z, c, max_len=4, no_repeat_ngram=1).tokens[0].tolist() == \
+        [11, VOCAB - 1, VOCAB - 2, VOCAB - 3]
+    assert generator.decode(z, c, max_len=5, no_repeat_ngram=2).tokens[0].tolist() == \
+        [11, 11, VOCAB - 1, 11, VOCAB - 2]
+    # sampling obeys the ban too
+    drawn = generator.decode(z, c, max_len=8, no_repeat_ngram=2, strategy="sample",
+                             generator=torch.Generator().manual_seed(0))
+    assert not any(repeats_an_ngram(row, 2) for row in drawn.tokens.tolist())
+
+
+def test_no_repeat_ngram_changes_only_sentences_that_would_repeat_one():
+    """A ban only removes choices that would repeat: a sentence with no repeated n-gram under
+    plain greedy decoding comes out the same with the ban."""
+    generator = make_generator(seed=4).eval()
+    z, c = random_condition(64, seed=4)
+    plain = generator.decode(z, c, max_len=12)
+    banned = generator.decode(z, c, max_len=12, no_repeat_ngram=2)
+    unchanged = changed = 0
+    for row, (p, b, length) in enumerate(zip(plain.tokens.tolist(), banned.tokens.tolist(),
+                                              plain.lengths.tolist())):
+        if repeats_an_ngram(p[:length], 2):
+            assert p != b
+            changed += 1
+        else:
+            assert p[:length] == b[:length], row
+            unchanged += 1
+    assert changed and unchanged  # both kinds occur with these weights
+
+
 def test_decode_rejects_impossible_settings():
     generator = make_generator()
     z, c = random_condition(2)
     for kwargs in (dict(max_len=0), dict(strategy="beam"), dict(temperature=0.0),
-                   dict(top_k=-1), dict(top_p=0.0), dict(top_p=1.5)):
+                   dict(top_k=-1), dict(top_p=0.0), dict(top_p=1.5), dict(no_repeat_ngram=-1),
+                   dict(no_repeat_ngram=1.5), dict(no_repeat_ngram=True)):
         settings = dict(max_len=5) | kwargs
         with pytest.raises(ValueError):
             generator.decode(z, c, **settings)

@@ -397,6 +397,7 @@ def test_decoding_as_on_a_gpu_gives_the_same_sentences(loaded, monkeypatch):
     ({"top_p": 1.5}, "top_p"),
     ({"strategy": "beam"}, "strategy"),
     ({"max_len": 0}, "max_len"),
+    ({"no_repeat_ngram": -1}, "no_repeat_ngram"),
 ])
 def test_impossible_decoding_settings_are_refused(loaded, options, message):
     with pytest.raises(SamplingError, match=message):
@@ -771,6 +772,45 @@ def test_cli_transfers_sentences_from_flags_and_a_file(trained, trained_d, loade
                      f"tense={t.target_style['tense']}]" for t in expected]
 
 
+def has_repeated_word(text: str) -> bool:
+    words = text.split()
+    return len(words) != len(set(words))
+
+
+def test_no_repeat_ngram_reaches_every_mode_of_the_library_and_the_cli(trained, loaded_d,
+                                                                      trained_d, capsys):
+    """With no_repeat_ngram=1 no word comes twice in any output (a repeated word would repeat
+    its tokens). The model is rigged to favour one word, so that without the ban every mode
+    falls into loops such as "soup was soup was"."""
+    texts = [row["text"] for row in trained["rows"][:12]]
+    looping = copy.deepcopy(loaded_d)
+    word = looping.tokenizer.encode(["soup"])[0][0]
+    with torch.no_grad():
+        looping.generator.output.bias[word] += 12.0
+    outputs = {
+        "samples": lambda **kw: [s.text for s in sample_sentences(looping, None, 24,
+                                                                  strategy="greedy", **kw)],
+        "reconstruct": lambda **kw: reconstruct(looping, texts, **kw),
+        "transfer": lambda **kw: [t.text for t in transfer(looping, texts, "tense=past", **kw)],
+        "interpolate": lambda **kw: interpolate(looping, texts[0], texts[1], steps=6, **kw),
+    }
+    for mode, decode in outputs.items():
+        plain, banned = decode(), decode(no_repeat_ngram=1)
+        assert any(map(has_repeated_word, plain)), mode
+        assert len(banned) == len(plain) and not any(map(has_repeated_word, banned)), mode
+    texts = [row["text"] for row in trained["rows"][:2]]
+    cli = sample_cli.main(["--run-dir", str(trained_d["run"]), "--transfer", texts[0],
+                           "--transfer", texts[1], "--style", "tense=past",
+                           "--no-repeat-ngram", "1"])
+    assert [t["text"] for t in cli["transfers"]] == [
+        t.text for t in transfer(loaded_d, texts, "tense=past", no_repeat_ngram=1)]
+    cli = sample_cli.main(["--run-dir", str(trained_d["run"]), "--n", "3", "--greedy",
+                           "--no-repeat-ngram", "1", "--style", "tense=past"])
+    assert [s["text"] for s in cli["samples"]] == [s.text for s in sample_sentences(
+        loaded_d, "tense=past", 3, strategy="greedy", no_repeat_ngram=1)]
+    capsys.readouterr()
+
+
 def test_cli_interpolates_with_numbered_lines(trained, trained_d, loaded_d, capsys):
     a, b = trained["rows"][0]["text"], trained["rows"][9]["text"]
     result = sample_cli.main(["--run-dir", str(trained_d["run"]), "--interpolate", a, b,
@@ -818,6 +858,7 @@ def test_cli_transfer_and_interpolate_mistakes_are_sampling_errors(trained, tmp_
     (["--run-dir", "{run}", "--reconstruct", ""], SamplingError, "empty"),
     (["--run-dir", "{run}", "--n", "0"], SamplingError, "--n"),
     (["--run-dir", "{run}", "--temperature", "-1"], SamplingError, "temperature"),
+    (["--run-dir", "{run}", "--no-repeat-ngram", "-1"], SamplingError, "no_repeat_ngram"),
     (["--run-dir", "{run}", "--device", "gpu0"], SamplingError, "unknown device"),
 ])
 def test_cli_user_mistakes_are_textgan_errors(trained, tmp_path, argv, error, message):

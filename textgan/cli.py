@@ -37,6 +37,14 @@ def whole_number(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an int of at least 0."""
+    value = whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an int of at least 1."""
     value = whole_number(text)

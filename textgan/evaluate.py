@@ -20,8 +20,10 @@ attribute and class, perplexity under the judge LM, novelty, termination and len
 samples; BLEU against the test set, self-BLEU-2/3/4 (leave-one-out, equal to sacrebleu's) and
 distinct-1/2/3; style transfer of the test split (accuracy, other attributes kept, BLEU to the
 source, oracle content); importance-weighted NLL, KL, MI and active units; and a
-quality-diversity curve over --curve-temperatures. Results go to <run>/report.json,
-<run>/report.md, <run>/quality_diversity.png and TensorBoard (<run>/tb/evaluate).
+quality-diversity curve over --curve-temperatures. --no-repeat-ngram N decodes the samples and
+transfers without repeating an N-gram (the VAE metrics measure the model itself). Results go to
+<run>/report.json, <run>/report.md, <run>/quality_diversity.png and TensorBoard
+(<run>/tb/evaluate).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from textgan.cli import HelpFormatter, positive_int, run_main, whole_number
+from textgan.cli import HelpFormatter, non_negative_int, positive_int, run_main, whole_number
 from textgan.devices import add_device_argument, resolve_device
 from textgan.errors import CheckpointError, SamplingError
 
@@ -93,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strategy", choices=("sample", "greedy"), default="sample",
                         help="decoding of the --n samples: sample (at --temperature), or greedy "
                              "(each z decoded to its most likely words: diversity from z alone)")
+    parser.add_argument("--no-repeat-ngram", metavar="N", type=non_negative_int, default=0,
+                        help="decode samples and transfers without writing an N-gram twice in "
+                             "a sentence (0 = off; 2 stops greedy loops such as 'great great "
+                             "great'); the VAE's reconstruction BLEU stays plain greedy")
     parser.add_argument("--transfer-n", type=positive_int, default=1000,
                         help="test sentences per attribute moved to every other class")
     parser.add_argument("--iw-samples", type=positive_int, default=16,
@@ -169,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     settings = EvalSettings(
         run_dir=str(run_dir), checkpoint=args.checkpoint, n=args.n, seed=args.seed,
         temperature=args.temperature, strategy=args.strategy,
-        transfer_n=args.transfer_n, iw_samples=args.iw_samples,
+        no_repeat_ngram=args.no_repeat_ngram, transfer_n=args.transfer_n,
+        iw_samples=args.iw_samples,
         curve_temperatures=[] if args.no_curve else args.curve_temperatures,
         curve_n=args.curve_n, transfer_file=args.transfer_file, transfer_style=args.style,
         references=args.references, device=device, progress=not args.no_progress,

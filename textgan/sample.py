@@ -33,7 +33,8 @@ discriminator, so they are drawn from the prior (with a warning). --interpolate 
 --steps sentences on the straight line from A's code to B's, one numbered line each, all with
 one style (--style where given, else the discriminator's reading of A, else a prior draw).
 Reconstruction, transfer and interpolation decode greedily; they are separate modes.
-The same --seed gives the same output.
+--no-repeat-ngram N (every mode) never writes an N-gram twice in one sentence: 2 stops the loops
+a greedy decoder can fall into ("great great great"). The same --seed gives the same output.
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(1 = off)")
     parser.add_argument("--greedy", action="store_true",
                         help="take the most likely word at every step instead of sampling")
+    parser.add_argument("--no-repeat-ngram", metavar="N", type=int, default=0,
+                        help="never write an N-gram twice in one sentence, in every mode (0 = "
+                             "off; 2 stops greedy loops such as 'great great great')")
     parser.add_argument("--max-len", type=int, default=None,
                         help="most tokens per sentence, EOS included (default: the run's "
                              "data.max_tokens)")
@@ -137,8 +141,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return result
     sentences = print_sampled_sentence(
         model, args.style, args.n, temperature=args.temperature, top_k=args.top_k,
-        top_p=args.top_p, strategy="greedy" if args.greedy else "sample", seed=args.seed,
-        max_len=args.max_len, file=sys.stdout)
+        top_p=args.top_p, no_repeat_ngram=args.no_repeat_ngram,
+        strategy="greedy" if args.greedy else "sample", seed=args.seed, max_len=args.max_len,
+        file=sys.stdout)
     result["samples"] = [{"text": s.text, "style": s.style, "ended": s.ended} for s in sentences]
     return result
 
@@ -155,12 +160,14 @@ def _model_path(args: argparse.Namespace) -> Path:
 
 def _reconstruct(model: LoadedModel, args: argparse.Namespace) -> list[dict[str, str]]:
     # Greedy from the posterior mean: a reconstruction shows what the model encodes; sampling
-    # options (--temperature, --top-k, --top-p, --greedy) apply to sampling only.
+    # options (--temperature, --top-k, --top-p, --greedy) apply to sampling only;
+    # --no-repeat-ngram applies to every mode.
     from textgan.sampling import reconstruct, resolve_style
 
     style = resolve_style(args.style, model.attributes)
     outputs = reconstruct(model, args.reconstruct, style=style, seed=args.seed,
-                          max_len=args.max_len, truncate=args.truncate)
+                          no_repeat_ngram=args.no_repeat_ngram, max_len=args.max_len,
+                          truncate=args.truncate)
     for source, output in zip(args.reconstruct, outputs):
         print(f"{source} -> {output}")
     return [{"input": source, "output": output}
@@ -210,7 +217,8 @@ def _transfer(model: LoadedModel, texts: list[str], args: argparse.Namespace
     # Greedy, as --reconstruct: the sampling options apply to sampling only.
     from textgan.sampling import style_label, transfer
 
-    transfers = transfer(model, texts, args.style, seed=args.seed, max_len=args.max_len,
+    transfers = transfer(model, texts, args.style, seed=args.seed,
+                         no_repeat_ngram=args.no_repeat_ngram, max_len=args.max_len,
                          truncate=args.truncate)
     for moved in transfers:
         print(f"{moved.source} -> {moved.text}  [{style_label(moved.target_style)}]")
@@ -223,7 +231,8 @@ def _interpolate(model: LoadedModel, args: argparse.Namespace) -> list[dict[str,
 
     first, last = args.interpolate
     texts = interpolate(model, first, last, steps=args.steps, style=args.style, seed=args.seed,
-                        max_len=args.max_len, truncate=args.truncate)
+                        no_repeat_ngram=args.no_repeat_ngram, max_len=args.max_len,
+                        truncate=args.truncate)
     for number, text in enumerate(texts, start=1):
         print(f"{number}. {text}")
     last_index = len(texts) - 1

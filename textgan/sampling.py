@@ -25,6 +25,12 @@ others or the z's), then the decoder's token draws. The global torch RNG is neve
 calls these functions for its sample dumps and must draw the same numbers with or without them.
 The same seed therefore gives the same sentences, on the same device and torch version.
 
+Decoding settings, the same for every function: `strategy` ("greedy" or "sample"), `temperature`,
+`top_k`, `top_p` (sampling only), `max_len`, and `no_repeat_ngram` (n > 0: no n-gram written twice
+in one sentence, as Hugging Face's `no_repeat_ngram_size`; 2 stops the loops a greedy decoder
+falls into, "great great great", at the price of the ~1.5% of real Yelp sentences that repeat a
+word pair themselves).
+
 Decoding is batched: one `Generator.decode` over all sentences (in chunks of `DECODE_BATCH`
 rows, to bound memory), never a Python loop over sentences. Every function puts the networks in
 eval mode for the call and restores their previous modes, so a training handler can pass its
@@ -129,24 +135,24 @@ def format_sentence(sentence: SampledSentence) -> str:
 
 def sample_sentences(model: LoadedModel, style: StyleSpec = None, n: int = 5, *,
                      strategy: str = "sample", temperature: float = 1.0, top_k: int = 0,
-                     top_p: float = 1.0, seed: int = 0,
+                     top_p: float = 1.0, no_repeat_ngram: int = 0, seed: int = 0,
                      max_len: int | None = None) -> list[SampledSentence]:
     """n sentences from z ~ N(0, I) in `style` (attributes left out: prior, per sentence)."""
     fixed = resolve_style(style, model.attributes)
     _check_count(n, "n")
-    max_len = _check_decoding(model, max_len=max_len, strategy=strategy,
-                              temperature=temperature, top_k=top_k, top_p=top_p)
+    decoding = _check_decoding(model, max_len=max_len, strategy=strategy,
+                               temperature=temperature, top_k=top_k, top_p=top_p,
+                               no_repeat_ngram=no_repeat_ngram)
     generator = _seeded(model, seed)
     z = torch.randn((n, model.generator.z_dim), generator=generator,
                     device=model.device)  # (n, Z)
     labels, mask = _style_rows([fixed], model.attributes, model.device)  # (1, A) each
-    return _generate(model, z, labels.expand(n, -1), mask.expand(n, -1), generator,
-                     max_len=max_len, strategy=strategy, temperature=temperature, top_k=top_k,
-                     top_p=top_p)
+    return _generate(model, z, labels.expand(n, -1), mask.expand(n, -1), generator, decoding)
 
 
 def sample_by_style(model: LoadedModel, n_per_style: int = 3, *, strategy: str = "sample",
-                    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
+                    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                    no_repeat_ngram: int = 0, seed: int = 0,
                     max_len: int | None = None) -> list[SampledSentence]:
     """n_per_style sentences for every style combination, grouped by style (all_styles order).
 
@@ -155,8 +161,9 @@ def sample_by_style(model: LoadedModel, n_per_style: int = 3, *, strategy: str =
     reader compares is the effect of the style code. One batched decode for all groups.
     """
     _check_count(n_per_style, "n_per_style")
-    max_len = _check_decoding(model, max_len=max_len, strategy=strategy,
-                              temperature=temperature, top_k=top_k, top_p=top_p)
+    decoding = _check_decoding(model, max_len=max_len, strategy=strategy,
+                               temperature=temperature, top_k=top_k, top_p=top_p,
+                               no_repeat_ngram=no_repeat_ngram)
     styles = all_styles(model.attributes)
     generator = _seeded(model, seed)
     z = torch.randn((n_per_style, model.generator.z_dim), generator=generator,
@@ -165,14 +172,13 @@ def sample_by_style(model: LoadedModel, n_per_style: int = 3, *, strategy: str =
     # Style-major rows: style s owns rows s*n .. s*n+n-1, each group with z[0..n).
     return _generate(model, z.repeat(len(styles), 1),
                      labels.repeat_interleave(n_per_style, dim=0),
-                     mask.repeat_interleave(n_per_style, dim=0), generator, max_len=max_len,
-                     strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p)
+                     mask.repeat_interleave(n_per_style, dim=0), generator, decoding)
 
 
 def reconstruct(model: LoadedModel, sentences: Sequence[str], *, style: StyleSpec = None,
                 strategy: str = "greedy", temperature: float = 1.0, top_k: int = 0,
-                top_p: float = 1.0, seed: int = 0, max_len: int | None = None,
-                truncate: bool = False) -> list[str]:
+                top_p: float = 1.0, no_repeat_ngram: int = 0, seed: int = 0,
+                max_len: int | None = None, truncate: bool = False) -> list[str]:
     """Encode each sentence (posterior mean) and decode it again, in one batch.
 
     c keeps the sentence's own style: the attributes `style` names take that class, every other
@@ -186,8 +192,9 @@ def reconstruct(model: LoadedModel, sentences: Sequence[str], *, style: StyleSpe
     if not sentences:
         return []
     fixed = resolve_style(style, model.attributes)
-    max_len = _check_decoding(model, max_len=max_len, strategy=strategy,
-                              temperature=temperature, top_k=top_k, top_p=top_p)
+    decoding = _check_decoding(model, max_len=max_len, strategy=strategy,
+                               temperature=temperature, top_k=top_k, top_p=top_p,
+                               no_repeat_ngram=no_repeat_ngram)
     tokens, lengths, z, memory = _encode(model, sentences, truncate=truncate)  # z: (N, Z)
     if _untrained_code(model) and fixed:
         log.info("a pretrain-stage model was not trained to follow c; the style given changes "
@@ -196,16 +203,14 @@ def reconstruct(model: LoadedModel, sentences: Sequence[str], *, style: StyleSpe
     # every attribute fixed (given, else as read), so the prior draws _generate still makes are
     # all overridden
     labels, mask = _style_as_read(model, fixed, tokens, lengths)  # (N, A) each
-    decoded = _generate(model, z, labels, mask, generator,
-                        max_len=max_len, strategy=strategy, temperature=temperature,
-                        top_k=top_k, top_p=top_p, memory=memory)
+    decoded = _generate(model, z, labels, mask, generator, decoding, memory=memory)
     return [sentence.text for sentence in decoded]
 
 
 def transfer(model: LoadedModel, sentences: Sequence[str], style: str | Mapping[str, str | int],
              *, strategy: str = "greedy", seed: int = 0, temperature: float = 1.0,
-             top_k: int = 0, top_p: float = 1.0, max_len: int | None = None,
-             truncate: bool = False) -> list[Transfer]:
+             top_k: int = 0, top_p: float = 1.0, no_repeat_ngram: int = 0,
+             max_len: int | None = None, truncate: bool = False) -> list[Transfer]:
     """Rewrite each sentence in `style`, keeping its content (z) and its other attributes.
 
     z is the posterior mean of the sentence. c: the attributes `style` names take the requested
@@ -215,8 +220,9 @@ def transfer(model: LoadedModel, sentences: Sequence[str], style: str | Mapping[
     DECODE_BATCH rows). Long sentences: as `reconstruct` (refused, or cut with truncate=True).
     """
     target = _transfer_style(style, model.attributes)
-    max_len = _check_decoding(model, max_len=max_len, strategy=strategy,
-                              temperature=temperature, top_k=top_k, top_p=top_p)
+    decoding = _check_decoding(model, max_len=max_len, strategy=strategy,
+                               temperature=temperature, top_k=top_k, top_p=top_p,
+                               no_repeat_ngram=no_repeat_ngram)
     sentences = _sentence_list(sentences, "transfer")
     if not sentences:
         return []
@@ -237,8 +243,7 @@ def transfer(model: LoadedModel, sentences: Sequence[str], style: str | Mapping[
     if _untrained_code(model):
         log.info("a pretrain-stage model was not trained to follow c; its transfers will "
                  "mostly reproduce the source sentences")
-    decoded = _generate(model, z, labels, mask, _seeded(model, seed), max_len=max_len,
-                        strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p,
+    decoded = _generate(model, z, labels, mask, _seeded(model, seed), decoding,
                         memory=memory)
     return [Transfer(source=source, text=out.text, source_style=source_style,
                      target_style=out.style)
@@ -247,8 +252,8 @@ def transfer(model: LoadedModel, sentences: Sequence[str], style: str | Mapping[
 
 def interpolate(model: LoadedModel, a: str, b: str, *, steps: int, style: StyleSpec = None,
                 strategy: str = "greedy", seed: int = 0, temperature: float = 1.0,
-                top_k: int = 0, top_p: float = 1.0, max_len: int | None = None,
-                truncate: bool = False) -> list[str]:
+                top_k: int = 0, top_p: float = 1.0, no_repeat_ngram: int = 0,
+                max_len: int | None = None, truncate: bool = False) -> list[str]:
     """`steps` sentences decoded from z_t = (1 - t) mu_a + t mu_b, t = linspace(0, 1, steps).
 
     mu_a, mu_b: the posterior means of a and b. One c for the whole path, so that only z moves:
@@ -266,8 +271,9 @@ def interpolate(model: LoadedModel, a: str, b: str, *, steps: int, style: StyleS
             raise SamplingError(f"interpolate takes two sentences as text; {name} is a "
                                 f"{type(text).__name__}")
     fixed = resolve_style(style, model.attributes)
-    max_len = _check_decoding(model, max_len=max_len, strategy=strategy,
-                              temperature=temperature, top_k=top_k, top_p=top_p)
+    decoding = _check_decoding(model, max_len=max_len, strategy=strategy,
+                               temperature=temperature, top_k=top_k, top_p=top_p,
+                               no_repeat_ngram=no_repeat_ngram)
     sentences = _sentence_list([a, b], "interpolate")
     # no memory: a point between two sentences has no source to read, so a generator with
     # attention writes it from [z; c] alone, as it samples
@@ -283,14 +289,14 @@ def interpolate(model: LoadedModel, a: str, b: str, *, steps: int, style: StyleS
     # the reconstructions bit for bit.
     z = (1.0 - t) * means[0] + t * means[1]  # (steps, Z)
     decoded = _generate(model, z, labels.expand(steps, -1),
-                        torch.ones_like(mask).expand(steps, -1), generator, max_len=max_len,
-                        strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p)
+                        torch.ones_like(mask).expand(steps, -1), generator, decoding)
     return [sentence.text for sentence in decoded]
 
 
 def print_sampled_sentence(model_or_path: LoadedModel | str | Path, style: StyleSpec = None,
                            n: int = 5, *, temperature: float = 1.0, top_k: int = 0,
-                           top_p: float = 1.0, strategy: str = "sample", seed: int = 0,
+                           top_p: float = 1.0, no_repeat_ngram: int = 0,
+                           strategy: str = "sample", seed: int = 0,
                            max_len: int | None = None,
                            file: IO[str] | None = None) -> list[SampledSentence]:
     """Sample and write one '[style] sentence' line each to `file` (default stdout).
@@ -302,7 +308,7 @@ def print_sampled_sentence(model_or_path: LoadedModel | str | Path, style: Style
     model = model_or_path if isinstance(model_or_path, LoadedModel) \
         else load_for_inference(model_or_path)
     options = dict(strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p,
-                   seed=seed, max_len=max_len)
+                   no_repeat_ngram=no_repeat_ngram, seed=seed, max_len=max_len)
     if style is None:
         sentences = sample_by_style(model, n, **options)
     else:
@@ -322,16 +328,30 @@ def _check_count(n: int, name: str) -> None:
         raise SamplingError(f"{name} must be a whole number >= 0, got {n!r}")
 
 
+class Decoding(NamedTuple):
+    """How `_generate` decodes: `Generator.decode`'s settings, checked once per call."""
+
+    max_len: int
+    strategy: str
+    temperature: float
+    top_k: int
+    top_p: float
+    no_repeat_ngram: int
+
+
 def _check_decoding(model: LoadedModel, *, max_len: int | None, strategy: str,
-                    temperature: float, top_k: int, top_p: float) -> int:
-    """The max_len to use (default data.max_tokens); impossible settings as SamplingError."""
-    max_len = model.config.data.max_tokens if max_len is None else max_len
+                    temperature: float, top_k: int, top_p: float,
+                    no_repeat_ngram: int) -> Decoding:
+    """The settings to decode with (max_len by default data.max_tokens); impossible ones as
+    SamplingError, before any work is done."""
+    decoding = Decoding(max_len=model.config.data.max_tokens if max_len is None else max_len,
+                        strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p,
+                        no_repeat_ngram=no_repeat_ngram)
     try:
-        check_decoding(max_len=max_len, strategy=strategy, temperature=temperature,
-                       top_k=top_k, top_p=top_p)
+        check_decoding(**decoding._asdict())
     except ValueError as error:
         raise SamplingError(str(error)) from None
-    return max_len
+    return decoding
 
 
 def _seeded(model: LoadedModel, seed: int) -> torch.Generator:
@@ -365,8 +385,8 @@ def _style_rows(styles: Sequence[Mapping[str, str]], attributes: Mapping[str, Se
 
 
 def _generate(model: LoadedModel, z: Tensor, labels: Tensor, mask: Tensor,
-              generator: torch.Generator, *, max_len: int, strategy: str, temperature: float,
-              top_k: int, top_p: float, memory: Memory | None = None) -> list[SampledSentence]:
+              generator: torch.Generator, decoding: Decoding, *,
+              memory: Memory | None = None) -> list[SampledSentence]:
     """Decode z (N, Z) with c from labels where mask, else the prior; N rows, batched; `memory`:
     the N source sentences a generator with attention reads (reconstruction, transfer)."""
     # The prior is drawn for every row and attribute even where the style fixes it (see the
@@ -378,9 +398,8 @@ def _generate(model: LoadedModel, z: Tensor, labels: Tensor, mask: Tensor,
     with eval_mode(model.generator):
         for start in range(0, z.shape[0], DECODE_BATCH):
             end = start + DECODE_BATCH
-            out = model.generator.decode(z[start:end], code[start:end], max_len=max_len,
-                                         strategy=strategy, temperature=temperature,
-                                         top_k=top_k, top_p=top_p, generator=generator,
+            out = model.generator.decode(z[start:end], code[start:end], **decoding._asdict(),
+                                         generator=generator,
                                          memory=select_memory(memory, slice(start, end)))
             texts += model.tokenizer.decode(out.tokens.cpu())
             ended += out.ended.tolist()

@@ -107,7 +107,7 @@ def evaluate_run(settings: EvalSettings) -> dict[str, Any]:
         report["judges"] = judges_summary(judges)
         advance("generation")
         samples = draw_samples(model, settings.n, settings.temperature, settings.seed,
-                               settings.strategy)
+                               settings.strategy, settings.no_repeat_ngram)
         report["generation"] = generation_metrics(samples, model, judges, train_texts,
                                                   test, oracle)
         advance("diversity")

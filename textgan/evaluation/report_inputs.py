@@ -24,6 +24,8 @@ class EvalSettings:
     temperature: float = 1.0               # sampling temperature of the main samples
     strategy: str = "sample"               # the main samples: "sample" (at temperature) or
                                            # "greedy" (diversity from z alone)
+    no_repeat_ngram: int = 0               # n > 0: no n-gram twice in a sentence (samples,
+                                           # curve, transfers; not the VAE's reconstructions)
     transfer_n: int = 1000                 # test sentences per attribute for transfer
     iw_samples: int = 16                   # K of the importance-weighted NLL
     curve_temperatures: list[float] = field(default_factory=lambda: [0.5, 0.7, 1.0, 1.3])

@@ -28,6 +28,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     gen = report["generation"]
     decoding = ("greedy" if s.get("strategy") == "greedy"
                 else f"T={s['temperature']}")  # reports from before --strategy sampled
+    if s.get("no_repeat_ngram"):
+        decoding += f", no {s['no_repeat_ngram']}-gram repeated"
     table(f"Conditional generation (N={gen['n']}, {decoding})",
           [(f"judge {k}", v) for k, v in gen["judge"].items()]
           + [(f"oracle {k}", v) for k, v in gen.get("oracle", {}).items() if k != "n"]
@@ -48,7 +50,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                  for k, v in scores.items()]
         rows += [(f"{attribute}: oracle {k}", v) for k, v in entry.get("oracle", {}).items()
                  if k != "n"]
-    table("Style transfer of the test split", rows)
+    table("Style transfer of the test split"
+          + (f" (no {s['no_repeat_ngram']}-gram repeated)" if s.get("no_repeat_ngram") else ""),
+          rows)
     if "transfer_file" in report:
         entry = report["transfer_file"]
         table(f"Transfer of {entry['file']} to {entry['style']}",

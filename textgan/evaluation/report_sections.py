@@ -48,11 +48,11 @@ def judges_summary(judges: Judges) -> dict[str, Any]:
 
 
 def draw_samples(model: LoadedModel, n: int, temperature: float, seed: int,
-                 strategy: str = "sample") -> list[SampledSentence]:
+                 strategy: str = "sample", no_repeat_ngram: int = 0) -> list[SampledSentence]:
     """About n samples spread evenly over the styles (n // styles each, at least one)."""
     per_style = max(1, n // len(all_styles(model.attributes)))
     return sample_by_style(model, per_style, strategy=strategy, temperature=temperature,
-                           seed=seed)
+                           no_repeat_ngram=no_repeat_ngram, seed=seed)
 
 
 def _style_accuracy(samples: Sequence[SampledSentence], model: LoadedModel,
@@ -139,7 +139,8 @@ def transfer_metrics(model: LoadedModel, judges: Judges, test: Any, settings: Ev
             if not rows:
                 continue
             texts = [all_texts[i] for i in rows]
-            moved = transfer(model, texts, {attribute: name}, seed=settings.seed)
+            moved = transfer(model, texts, {attribute: name}, seed=settings.seed,
+                             no_repeat_ngram=settings.no_repeat_ngram)
             outs = [m.text for m in moved]
             if oracle:
                 per_target[name] = score_transfers(texts, outs, {attribute: name})
@@ -205,7 +206,7 @@ def transfer_file_metrics(model: LoadedModel, judges: Judges, sentences: list[st
                           references: list[str] | None, settings: EvalSettings
                           ) -> dict[str, Any]:
     moved = transfer(model, sentences, settings.transfer_style or "", seed=settings.seed,
-                     truncate=True)
+                     no_repeat_ngram=settings.no_repeat_ngram, truncate=True)
     outputs = [m.text for m in moved]
     target = moved[0].target_style if moved else {}
     bleu = _source_bleu()
@@ -259,7 +260,8 @@ def vae_metrics(model: LoadedModel, test: Any, settings: EvalSettings) -> dict[s
 
 def curve_point(model: LoadedModel, judges: Judges, test_texts: Sequence[str],
                 temperature: float, settings: EvalSettings, oracle: bool) -> dict[str, Any]:
-    samples = draw_samples(model, settings.curve_n, temperature, settings.seed)
+    samples = draw_samples(model, settings.curve_n, temperature, settings.seed,
+                           no_repeat_ngram=settings.no_repeat_ngram)
     texts = [s.text for s in samples]
     accuracy = _style_accuracy(samples, model, judges)
     per_attribute = [v for k, v in accuracy.items() if "=" not in k]

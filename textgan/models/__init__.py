@@ -23,8 +23,9 @@ from textgan.models.code import (code_dim, code_offsets, fill_missing, one_hot_c
                                  split_code)
 from textgan.models.discriminator import Discriminator, hard_weights
 from textgan.models.encoder import Encoder, Posterior, make_embedding, reparameterize
-from textgan.models.generator import (Decoded, Generator, Step, apply_word_dropout, choose_next,
-                                      filter_top_k, filter_top_p, shift_right)
+from textgan.models.generator import (Decoded, Generator, Step, apply_word_dropout,
+                                      ban_repeated_ngrams, choose_next, filter_top_k,
+                                      filter_top_p, shift_right)
 from textgan.models.relaxation import RELAXATIONS, gumbel_noise, relax, straight_through
 from textgan.models.soft import (SOFT_MASKS, SoftSentence, alive_weights, position_weights,
                                  soft_generate)
@@ -77,7 +78,8 @@ __all__ = [
     "position_weights", "relax", "soft_generate", "straight_through",
     "Memory", "drop_memory", "encode_soft_source", "encode_source", "select_memory",
     "VAE", "Decoded", "Discriminator", "Encoder", "Generator", "Posterior", "Step",
-    "apply_word_dropout", "build_vae", "choose_next", "code_dim", "code_offsets", "fill_missing",
+    "apply_word_dropout", "ban_repeated_ngrams", "build_vae", "choose_next", "code_dim",
+    "code_offsets", "fill_missing",
     "filter_top_k", "filter_top_p", "hard_weights", "make_embedding", "one_hot_code",
     "reparameterize", "sample_code", "shift_right", "split_code", "unique_parameters",
     "vae_parameters",

@@ -5,6 +5,7 @@
     inputs = apply_word_dropout(inputs, rate, unk_id=..., pad_id=..., bos_id=...)
     logits = gen(inputs, z, c)                                    # (B, T, V), teacher forcing
     out = gen.decode(z, c, max_len=15, strategy="sample", top_p=0.9, generator=g)
+    out = gen.decode(z, c, max_len=15, no_repeat_ngram=2)    # greedy, no bigram written twice
 
 Conditioning: [z; c] sets the initial hidden state of every layer (one linear layer, tanh) and is
 concatenated to the input of every step, so the code cannot fade out of a long sentence.
@@ -124,6 +125,31 @@ def filter_top_p(logits: Tensor, top_p: float) -> Tensor:
     return logits.masked_fill(remove, float("-inf"))
 
 
+def ban_repeated_ngrams(logits: Tensor, history: Tensor, n: int,
+                        active: Tensor | None = None) -> Tensor:
+    """Logits (B, V) with -inf on every token that would repeat an n-gram of its row's history.
+
+    history: (B, t) the tokens each row has written so far. The token that followed an earlier
+    occurrence of the row's last n - 1 tokens is banned (n = 1: every token already written),
+    as `no_repeat_ngram_size` does in Hugging Face's generate. EOS is never in an active row's
+    history (a row ends at its first EOS), so a row can always end. n = 0: no ban. active (B,)
+    bool: rows to ban in (None: all); a finished row's choice is discarded anyway, and banning
+    in it could leave no token at all in a small vocabulary.
+    """
+    t = history.shape[1]
+    if n <= 0 or t < n:  # no earlier n-gram to repeat yet
+        return logits
+    windows = history.unfold(1, n, 1)  # (B, t - n + 1, n): every n-gram written
+    tail = history[:, t - n + 1:]  # (B, n - 1): the n-gram the next token would complete
+    repeats = (windows[:, :, :-1] == tail.unsqueeze(1)).all(dim=-1)  # (B, W)
+    if active is not None:
+        repeats = repeats & active.unsqueeze(1)
+    # scatter_add, not scatter: a token may follow several occurrences, matched or not
+    banned = torch.zeros_like(logits, dtype=torch.long).scatter_add_(
+        1, windows[:, :, -1], repeats.long()) > 0  # (B, V)
+    return logits.masked_fill(banned, float("-inf"))
+
+
 def choose_next(logits: Tensor, *, strategy: str = "greedy", temperature: float = 1.0,
                 top_k: int = 0, top_p: float = 1.0,
                 generator: torch.Generator | None = None) -> Tensor:
@@ -143,7 +169,7 @@ def choose_next(logits: Tensor, *, strategy: str = "greedy", temperature: float 
 
 
 def check_decoding(*, max_len: int, strategy: str, temperature: float, top_k: int,
-                   top_p: float) -> None:
+                   top_p: float, no_repeat_ngram: int = 0) -> None:
     """Reject impossible decoding settings before any work is done."""
     if max_len < 1:
         raise ValueError(f"max_len must be at least 1, got {max_len}")
@@ -155,6 +181,10 @@ def check_decoding(*, max_len: int, strategy: str, temperature: float, top_k: in
         raise ValueError(f"top_k must be >= 0 (0 = off), got {top_k}")
     if not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must lie in (0, 1] (1 = off), got {top_p}")
+    if isinstance(no_repeat_ngram, bool) or not isinstance(no_repeat_ngram, int) \
+            or no_repeat_ngram < 0:
+        raise ValueError(f"no_repeat_ngram must be a whole number >= 0 (0 = off), "
+                         f"got {no_repeat_ngram!r}")
 
 
 class Generator(nn.Module):
@@ -283,7 +313,8 @@ class Generator(nn.Module):
     def decode(self, z: Tensor, c: Tensor, *, max_len: int, strategy: str = "greedy",
                temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                generator: torch.Generator | None = None,
-               exit_check_every: int | None = None, memory: Memory | None = None) -> Decoded:
+               exit_check_every: int | None = None, memory: Memory | None = None,
+               no_repeat_ngram: int = 0) -> Decoded:
         """Hard decoding of every row in parallel, each stopped at its first EOS.
 
         One Python loop over time steps; a finished row keeps running through the GRU (cheaper
@@ -294,12 +325,14 @@ class Generator(nn.Module):
         ended flags are the same whatever k). Each check reads a flag from the device, which on
         a GPU waits for it; None checks every step on a CPU, where a read is free, and every
         GPU_EXIT_CHECK_EVERY steps where it waits (`textgan.checks.reading_waits`). `memory`
-        is the source to attend to (reconstruction, transfer; rows as z's), None for none. Dropout
+        is the source to attend to (reconstruction, transfer; rows as z's), None for none.
+        `no_repeat_ngram` n > 0 never writes an n-gram twice in a row's sentence
+        (`ban_repeated_ngrams`): against the loops a greedy decoder falls into. Dropout
         applies if the module is in training mode: call `.eval()` for test-time decoding. No gradients: the result is discrete (soft generation
         is the differentiable path).
         """
         check_decoding(max_len=max_len, strategy=strategy, temperature=temperature,
-                       top_k=top_k, top_p=top_p)
+                       top_k=top_k, top_p=top_p, no_repeat_ngram=no_repeat_ngram)
         if exit_check_every is None:
             exit_check_every = GPU_EXIT_CHECK_EVERY if checks.reading_waits(z) else 1
         if exit_check_every < 1:
@@ -315,7 +348,9 @@ class Generator(nn.Module):
         steps = max_len
         for t in range(max_len):
             logits, hidden = self.step(self.embed(inputs), hidden, zc, memory)  # (B, V)
-            chosen = choose_next(self.forbid_special(logits), strategy=strategy,
+            logits = ban_repeated_ngrams(self.forbid_special(logits), tokens[:, :t],
+                                         no_repeat_ngram, active=~ended)
+            chosen = choose_next(logits, strategy=strategy,
                                  temperature=temperature, top_k=top_k, top_p=top_p,
                                  generator=generator)  # (B,)
             chosen = chosen.masked_fill(ended, self.pad_id)
