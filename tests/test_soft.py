@@ -419,8 +419,17 @@ def test_position_weights_detached_and_hard_leave_eos_no_gradient_from_the_reade
     assert eos_probs.grad.abs().sum() > 0
 
 
+def test_position_weights_faded_reads_every_position_without_the_cut():
+    sentence, eos_probs = _hand_sentence()  # argmax reading: EOS at 0 and at 1
+    faded = position_weights(sentence, "faded")
+    # the faded tail after the argmax EOS is read, weighted by P(no EOS before t), no gradient
+    torch.testing.assert_close(faded, torch.tensor([[1.0, 0.5, 0.4, 0.3],
+                                                    [1.0, 0.9, 0.18, 0.18]]))
+    assert not faded.requires_grad
+
+
 def test_position_weights_rejects_unknown_masks():
-    assert SOFT_MASKS == ("soft", "detached", "hard")
+    assert SOFT_MASKS == ("soft", "detached", "hard", "faded")
     with pytest.raises(ValueError, match="unknown soft mask 'fuzzy'"):
         position_weights(_hand_sentence()[0], "fuzzy")
 

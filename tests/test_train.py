@@ -83,7 +83,7 @@ def test_the_generator_step_trains_g_and_e_but_never_d(relaxation):
     assert out["attr_c"] > 0 and out["attr_z"] > 0
 
 
-@pytest.mark.parametrize("soft_mask", ["soft", "detached", "hard"])
+@pytest.mark.parametrize("soft_mask", ["soft", "detached", "hard", "faded"])
 def test_attribute_and_independence_losses_reach_g_and_not_e(soft_mask):
     """With L_VAE's weight gone, only the two losses through the soft sentence remain."""
     for name, keep in (("lambda_c", "attr_c"), ("lambda_z", "attr_z")):

@@ -344,8 +344,10 @@ class TrainConfig(StageConfig):
         "detached", "how D and E weight the positions of the soft sentence: soft = P(no EOS "
                     "before t) with its gradient (G can then delay EOS to give the style loss "
                     "more positions: sentences run on), detached = the same weights as "
-                    "constants, hard = up to the argmax reading's first EOS (Hu et al.'s code)",
-        choices=("soft", "detached", "hard"))
+                    "constants, hard = up to the argmax reading's first EOS (Hu et al.'s code); "
+                    "soft, detached and hard are cut at that EOS, faded = the detached weights "
+                    "at every position, no cut (the reading before issue 18)",
+        choices=("soft", "detached", "hard", "faded"))
     tau_schedule: str = setting("exponential", "temperature annealing toward tau_min",
                                 choices=("exponential", "linear", "tanh", "constant"))
     tau_start: float = setting(1.0, "temperature at the first wake-sleep step", gt=0.0)

@@ -60,7 +60,7 @@ def alive_weights(eos_probs: Tensor) -> Tensor:
     return torch.cat([torch.ones_like(kept[:, :1]), kept[:, :-1]], dim=1)
 
 
-SOFT_MASKS = ("soft", "detached", "hard")
+SOFT_MASKS = ("soft", "detached", "hard", "faded")
 
 
 def position_weights(sentence: SoftSentence, mask: str) -> Tensor:
@@ -76,10 +76,14 @@ def position_weights(sentence: SoftSentence, mask: str) -> Tensor:
     style-bearing positions teaches G to delay EOS (sentences run on: NOTES.md, experiment E).
     "detached": the same weights as constants, so EOS is learned from the sentence's content
     alone. "hard": 1 at every position, as Hu et al.'s code cuts soft sentences at the length
-    of their hard reading.
+    of their hard reading. "faded" is the one reading without the cut: the detached weights at
+    all max_len positions, the faded tail included (the stage's reading before issue 18, kept
+    to measure what the cut changes on real text: NOTES.md, Y10).
     """
     if mask not in SOFT_MASKS:
         raise ValueError(f"unknown soft mask '{mask}' (use one of {SOFT_MASKS})")
+    if mask == "faded":
+        return sentence.weights.detach()
     cut = length_mask(sentence.lengths, sentence.weights.shape[1]).float()  # (B, T)
     if mask == "soft":
         return sentence.weights * cut
