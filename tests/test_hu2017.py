@@ -69,8 +69,21 @@ def test_hu2017_on_a_slice_of_real_yelp_text_with_10_percent_of_the_labels(tmp_p
 
 def test_a_vae_loss_that_changes_between_the_stages_is_said(caplog):
     caplog.set_level("INFO", logger="textgan.train")
-    train.log_stage_differences(load_config("default"))
+    train.log_stage_differences(load_config("default"), pretrained_iterations=100_000)
     assert "KL weight 0.2 -> 0.35, word dropout 0.25 -> 0" in caplog.text
     caplog.clear()
-    train.log_stage_differences(load_config("hu2017"))  # the same VAE loss in both stages
+    # the same VAE loss in both stages once the pretraining's ramps are done
+    train.log_stage_differences(load_config("hu2017"), pretrained_iterations=100_000)
+    assert "changes from pretraining" not in caplog.text
+
+
+def test_a_kl_ramp_cut_short_by_the_pretraining_is_said_at_the_value_it_reached(caplog):
+    """yelp: a 1,500-step ramp to 0.3 over one 865-iteration epoch ends at 0.3 * 864 / 1500."""
+    caplog.set_level("INFO", logger="textgan.train")
+    cfg = load_config("yelp")
+    assert (cfg.pretrain.kl_ramp_steps, cfg.pretrain.kl_max) == (1500, 0.3)
+    train.log_stage_differences(cfg, pretrained_iterations=865)
+    assert f"KL weight {0.3 * 864 / 1500:.3g} -> {cfg.train.kl_weight:.3g}" in caplog.text
+    caplog.clear()
+    train.log_stage_differences(cfg, pretrained_iterations=1501)  # the ramp done
     assert "changes from pretraining" not in caplog.text

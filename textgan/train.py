@@ -37,6 +37,7 @@ import argparse
 import difflib
 import functools
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,13 @@ from textgan.optim import build_optimizer
 from textgan.prepare import PreparedData, prepare_data
 from textgan.runs import PRETRAIN_STAGE, RunFolder, RunPaths, resolve_config
 from textgan.sampling import LoadedModel, sample_by_style, style_label, transfer
-from textgan.schedules import HARD_RELAXATION, TEMPERATURE, make_train_schedules
+from textgan.schedules import (
+    HARD_RELAXATION,
+    TEMPERATURE,
+    make_kl_schedule,
+    make_train_schedules,
+    make_word_dropout_schedule,
+)
 from textgan.stage import (
     StageParts,
     add_runtime_arguments,
@@ -138,7 +145,6 @@ def build_train(cfg: Config, data: PreparedData, device: torch.device, *,
     if not data.corpus.attributes:
         raise CorpusError("the adversarial stage needs at least one labelled attribute; "
                           f"the corpus {cfg.data.source!r} has none (see data.label_columns)")
-    log_stage_differences(cfg)
     nets = Networks(cfg, data, device)
     steps = adversarial_steps(cfg, data, nets, device)
     schedules = make_train_schedules(cfg.train)
@@ -300,8 +306,9 @@ def load_pretrained(model: nn.Module, path: Path, cfg: Any, tokenizer: Tokenizer
     check_compatible(state, path, config=cfg, tokenizer_sha256=tokenizer.sha256,
                      stages=("pretrain",))
     restore({"model": model}, state)
-    log.info("starting from the pretrained VAE %s (iteration %d)", path,
-             state["trainer"]["iteration"])
+    iterations = state["trainer"]["iteration"]
+    log.info("starting from the pretrained VAE %s (iteration %d)", path, iterations)
+    log_stage_differences(cfg, iterations)
 
 
 def training_labels(data: Any) -> torch.Tensor:
@@ -312,15 +319,24 @@ def training_labels(data: Any) -> torch.Tensor:
     return torch.stack([torch.as_tensor(columns[name]) for name in data.attribute_names], 1)
 
 
-def log_stage_differences(cfg: Config) -> None:
+def log_stage_differences(cfg: Config, pretrained_iterations: int) -> None:
     """Say when the VAE loss of this stage is not the one pretraining ended with: its beta and
     word dropout are settings of their own here (`train.kl_weight`, `train.word_dropout`), and
-    a change between the stages is easy to miss."""
+    a change between the stages is easy to miss.
+
+    "Ended with" is the schedules' value at pretraining's last iteration
+    (`pretrained_iterations` done), not their final value: a KL ramp longer than the
+    pretraining stops short of kl_max (the yelp preset's 1,500-step ramp over an 865-iteration
+    epoch ended at 0.173, not 0.3: NOTES.md, Y12).
+    """
     pre, train_cfg = cfg.pretrain, cfg.train
-    final_beta = pre.kl_max  # every KL schedule ends at (or cycles up to) kl_max
-    changes = [f"{name} {before:g} -> {after:g}" for name, before, after in (
+    last = max(pretrained_iterations - 1, 0)
+    final_beta = make_kl_schedule(pre).value_at(last)
+    final_dropout = make_word_dropout_schedule(pre).value_at(last)
+    changes = [f"{name} {before:.3g} -> {after:.3g}" for name, before, after in (
         ("KL weight", final_beta, train_cfg.kl_weight),
-        ("word dropout", pre.word_dropout, train_cfg.word_dropout)) if before != after]
+        ("word dropout", final_dropout, train_cfg.word_dropout))
+        if not math.isclose(before, after, abs_tol=1e-9)]
     if changes:
         log.info("the VAE loss changes from pretraining's end: %s (train.kl_weight, "
                  "train.word_dropout)", ", ".join(changes))
