@@ -6,6 +6,11 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under pytest-xdist (`-n 2`, the README's command) each worker is one process of several on
+# the machine's cores: one OpenMP thread each, and for the programs the tests start, or the
+# workers' threads spin against each other (a 20x slowdown on 2 cores). Set before torch loads.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 import pytest  # noqa: E402
 
