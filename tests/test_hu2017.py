@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import textgan.evaluate as evaluate
@@ -78,12 +79,22 @@ def test_a_vae_loss_that_changes_between_the_stages_is_said(caplog):
 
 
 def test_a_kl_ramp_cut_short_by_the_pretraining_is_said_at_the_value_it_reached(caplog):
-    """yelp: a 1,500-step ramp to 0.3 over one 865-iteration epoch ends at 0.3 * 864 / 1500."""
+    """The yelp preset before Y13: a 1,500-step ramp to 0.3 over one 865-iteration epoch ends
+    at 0.3 * 864 / 1500, and the stage's 0.3 is a jump."""
     caplog.set_level("INFO", logger="textgan.train")
     cfg = load_config("yelp")
-    assert (cfg.pretrain.kl_ramp_steps, cfg.pretrain.kl_max) == (1500, 0.3)
+    cfg = replace(cfg, pretrain=replace(cfg.pretrain, kl_max=0.3, kl_ramp_steps=1500),
+                  train=replace(cfg.train, kl_weight=0.3))
     train.log_stage_differences(cfg, pretrained_iterations=865)
-    assert f"KL weight {0.3 * 864 / 1500:.3g} -> {cfg.train.kl_weight:.3g}" in caplog.text
+    assert f"KL weight {0.3 * 864 / 1500:.3g} -> 0.3" in caplog.text
     caplog.clear()
     train.log_stage_differences(cfg, pretrained_iterations=1501)  # the ramp done
+    assert "changes from pretraining" not in caplog.text
+
+
+def test_the_yelp_stage_keeps_the_beta_its_one_epoch_of_pretraining_ends_with(caplog):
+    """NOTES.md, Y12: the jump halved the posterior's KL; the preset's ramp now ends inside the
+    865-iteration epoch at the stage's kl_weight."""
+    caplog.set_level("INFO", logger="textgan.train")
+    train.log_stage_differences(load_config("yelp"), pretrained_iterations=865)
     assert "changes from pretraining" not in caplog.text
