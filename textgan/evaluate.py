@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from textgan.cli import HelpFormatter, non_negative_int, positive_int, run_main, whole_number
-from textgan.devices import add_device_argument, resolve_device
+from textgan.devices import add_device_argument, flush_denormals, resolve_device
 from textgan.errors import CheckpointError, SamplingError
 
 log = logging.getLogger("textgan.evaluate")
@@ -159,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         datasets.disable_progress_bars()  # the judges' tokenising bars too
     # A string, as the report records it ("cuda", "cpu", "cuda:1").
     device = str(resolve_device(args.device))
+    flush_denormals()
     judges_wanted = judge_settings(args)
     if args.command == "train-judges":
         # Only a complete set (judges.json) needs asking: a judge file alone is what a stopped

@@ -41,7 +41,7 @@ from textgan.checkpoint import (
     restore,
 )
 from textgan.config import Config, StageConfig, config_to_dict, read_config, save_config
-from textgan.devices import add_device_argument
+from textgan.devices import add_device_argument, flush_denormals
 from textgan.errors import RunFolderError
 from textgan.data import fixed_sample, make_loader
 from textgan.handlers import (
@@ -497,6 +497,7 @@ def run_stage(args: argparse.Namespace, overrides: Sequence[str], sections: Sequ
     to its summary. `prepare(cfg, paths, device=)` gives the data (`prepare.prepare_data`,
     passed in because it sits beside this module), `build(cfg, data, device)` the stage."""
     paths, cfg, device = open_run(args, overrides, sections)
+    flush_denormals()
     manual_seed(cfg.seed)
     parts = build(cfg, prepare(cfg, paths, device=device), device)
     settings = parts.settings(cfg)
