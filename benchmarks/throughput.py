@@ -56,7 +56,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from textgan.runs import RunPaths
 from textgan.config import PRESETS, config_to_dict, load_config
 from textgan.data import Batch, padding_fraction
-from textgan.devices import add_device_argument, flush_denormals, resolve_device
+from textgan.devices import add_device_argument, denormals_flushed, resolve_device
 from textgan.errors import ConfigError
 from textgan.flops import (
     adversarial_step_flops,
@@ -417,7 +417,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.count_iterations = 0  # the counter has no formula for cuDNN's RNN: it would undercount
     if args.threads:
         torch.set_num_threads(args.threads)
-    flush_denormals()  # as the training stages do
     size = args.matmul_size or (8192 if device.type == "cuda" else 2048)
     out = args.out or RESULTS / f"throughput_{args.preset}.json"
     datasets.disable_progress_bars()
@@ -435,10 +434,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         start = time.perf_counter()
         data = prepare_data(cfg, RunPaths(run_dir), device=device)
         prepare_s = time.perf_counter() - start
-        print(f"pretraining: {args.warmup} + {args.iterations} iterations ...", flush=True)
-        pretrain = add_fractions(bench_pretrain(cfg, data, device, args), peak)
-        print(f"adversarial: {args.warmup} + {args.iterations} iterations ...", flush=True)
-        adversarial = add_fractions(bench_adversarial(cfg, data, device, args), peak)
+        with denormals_flushed():  # as the training stages run
+            print(f"pretraining: {args.warmup} + {args.iterations} iterations ...", flush=True)
+            pretrain = add_fractions(bench_pretrain(cfg, data, device, args), peak)
+            print(f"adversarial: {args.warmup} + {args.iterations} iterations ...", flush=True)
+            adversarial = add_fractions(bench_adversarial(cfg, data, device, args), peak)
         print(f"sampling {args.samples} sentences ...", flush=True)
         sampling = add_fractions(bench_sampling(cfg, data, device, args), peak)
         loader_padding = padding_fraction(data.train_loader, epoch=1)

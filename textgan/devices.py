@@ -14,6 +14,8 @@ through `resolve_device`:
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from textgan.errors import ConfigError, TextganError
@@ -56,17 +58,32 @@ def resolve_device(name: str | torch.device = DEFAULT_DEVICE, *,
     return device
 
 
-def flush_denormals() -> None:
-    """Make this process's CPU float math treat denormal numbers as zero (where the CPU can).
+@contextlib.contextmanager
+def denormals_flushed() -> Iterator[None]:
+    """Inside: this process's CPU float math treats denormal numbers as zero (where the CPU can);
+    after: as before, so that code sharing the process (a notebook, a test run, hypothesis's
+    float strategies, which refuse to run under flushing) sees IEEE floats again.
 
     The adversarial stage's soft sentences are softmax(o / tau) over the whole vocabulary: as
     tau anneals toward 0.1, most of the probabilities fall below float32's smallest normal
     number (~1.2e-38), and an x86 CPU takes a slow path for every operation on such a number.
     On the yelp preset a round of the stage took 0.86 s at tau 0.25 and 3.8 s at tau 0.1; with
     denormals flushed, 200 s of the stage ran 120 rounds instead of 31 (NOTES.md, Y13). Numbers
-    that small change no float32 sum they enter. Called by every training stage and by
-    `evaluate` (its judges train); a no-op on a GPU's math and where torch cannot set it.
+    that small change no float32 sum they enter. Every training stage (`stage.run_stage`) and
+    `evaluate` (its judges train) run inside it; it changes nothing in a GPU's math.
     """
     import torch
 
+    was_flushing = denormals_are_flushed()
     torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(was_flushing)
+
+
+def denormals_are_flushed() -> bool:
+    """Whether the CPU now reads a float32 denormal as zero (torch has no getter for it)."""
+    import torch
+
+    return (torch.tensor([1e-39], dtype=torch.float32) * 1.0).item() == 0.0

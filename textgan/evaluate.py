@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from textgan.cli import HelpFormatter, non_negative_int, positive_int, run_main, whole_number
-from textgan.devices import add_device_argument, flush_denormals, resolve_device
+from textgan.devices import add_device_argument, denormals_flushed, resolve_device
 from textgan.errors import CheckpointError, SamplingError
 
 log = logging.getLogger("textgan.evaluate")
@@ -159,7 +159,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         datasets.disable_progress_bars()  # the judges' tokenising bars too
     # A string, as the report records it ("cuda", "cpu", "cuda:1").
     device = str(resolve_device(args.device))
-    flush_denormals()
     judges_wanted = judge_settings(args)
     if args.command == "train-judges":
         # Only a complete set (judges.json) needs asking: a judge file alone is what a stopped
@@ -167,8 +166,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         if (judges_dir(run_dir) / REPORT_FILE).is_file() and not args.retrain_judges:
             raise CheckpointError(f"{judges_dir(run_dir)} holds trained judges; pass "
                                   "--retrain-judges to replace them")
-        judges = train_judges(run_dir, seed=args.seed, settings=judges_wanted, device=device,
-                              progress=not args.no_progress, reuse=not args.retrain_judges)
+        with denormals_flushed():
+            judges = train_judges(run_dir, seed=args.seed, settings=judges_wanted,
+                                  device=device, progress=not args.no_progress,
+                                  reuse=not args.retrain_judges)
         _print_judges(judges.report)
         return judges.report
     if args.style and not args.transfer_file:
@@ -182,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         curve_n=args.curve_n, transfer_file=args.transfer_file, transfer_style=args.style,
         references=args.references, device=device, progress=not args.no_progress,
         judges=judges_wanted)
-    report = evaluate_run(settings)
+    with denormals_flushed():  # the judges train, the VAE's importance-weighted NLL
+        report = evaluate_run(settings)
     written = write_report(report, run_dir)
     sys.stdout.write(Path(written["md"]).read_text(encoding="utf-8"))
     log.info("wrote %s", ", ".join(str(path) for path in written.values()))

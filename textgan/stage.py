@@ -41,7 +41,7 @@ from textgan.checkpoint import (
     restore,
 )
 from textgan.config import Config, StageConfig, config_to_dict, read_config, save_config
-from textgan.devices import add_device_argument, flush_denormals
+from textgan.devices import add_device_argument, denormals_flushed
 from textgan.errors import RunFolderError
 from textgan.data import fixed_sample, make_loader
 from textgan.handlers import (
@@ -495,9 +495,17 @@ def run_stage(args: argparse.Namespace, overrides: Sequence[str], sections: Sequ
               build: Callable[[Config, Any, torch.device], StageParts]) -> dict[str, Any]:
     """A stage in one process (of one or several: see textgan.parallel), from its run folder
     to its summary. `prepare(cfg, paths, device=)` gives the data (`prepare.prepare_data`,
-    passed in because it sits beside this module), `build(cfg, data, device)` the stage."""
+    passed in because it sits beside this module), `build(cfg, data, device)` the stage.
+    Runs with denormals flushed (`devices.denormals_flushed`: the soft sentences are slow
+    without)."""
+    with denormals_flushed():
+        return _run_stage(args, overrides, sections, prepare, build)
+
+
+def _run_stage(args: argparse.Namespace, overrides: Sequence[str], sections: Sequence[str],
+               prepare: Callable[..., Any],
+               build: Callable[[Config, Any, torch.device], StageParts]) -> dict[str, Any]:
     paths, cfg, device = open_run(args, overrides, sections)
-    flush_denormals()
     manual_seed(cfg.seed)
     parts = build(cfg, prepare(cfg, paths, device=device), device)
     settings = parts.settings(cfg)
