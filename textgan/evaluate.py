@@ -73,7 +73,7 @@ def _count(text: str) -> int:
 # JudgeSettings' defaults of the judge flags, repeated here so that --help (and a bad flag) need
 # not import torch; tests/test_evaluate.py keeps them equal to the dataclass's.
 JUDGE_EPOCHS = 6
-JUDGE_SECONDS = 180.0
+JUDGE_SECONDS = 900.0
 JUDGE_LM_SENTENCES = 40_000
 
 
@@ -126,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     judges.add_argument("--judge-epochs", type=positive_int, metavar="N", default=JUDGE_EPOCHS,
                         help="most epochs of each judge (the best validation epoch is kept)")
     judges.add_argument("--judge-time", type=_seconds, metavar="SECONDS", default=JUDGE_SECONDS,
-                        help="training time of each judge; when it runs out the best weights "
-                             "so far are kept (0: no limit)")
+                        help="training time of each judge, a guard: when it runs out the best "
+                             "weights so far are kept, but they then depend on the machine's "
+                             "speed (0: no limit)")
     judges.add_argument("--judge-lm-sentences", type=_count, metavar="N",
                         default=JUDGE_LM_SENTENCES,
                         help="training sentences of the judge LM, a seeded sample (0: all)")
