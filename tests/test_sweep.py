@@ -142,6 +142,54 @@ seeds = 3
     assert not {r.name for r in changed} & {r.name for r in runs}  # other settings, new folders
 
 
+def test_an_edited_preset_file_maps_to_new_runs_and_only_its_pretrain_sections_to_new_pretrainings(
+        tmp_path, monkeypatch):
+    import textgan.config as config
+
+    presets = tmp_path / "configs"
+    presets.mkdir()
+    tiny = (config.CONFIGS_DIR / "tiny.toml").read_text(encoding="utf-8")
+    (presets / "tiny.toml").write_text(tiny, encoding="utf-8")
+    monkeypatch.setattr(config, "CONFIGS_DIR", presets)
+    grid = grid_file(tmp_path, """
+[sweep]
+preset = "tiny"
+[grid]
+"train.lambda_c" = [0.05, 0.1]
+""")
+
+    def plan() -> list[RunPlan]:
+        return plan_runs(read_spec(grid))
+
+    before = plan()
+    assert [r.name for r in plan()] == [r.name for r in before]  # stable while unedited
+    # a finished run of the old file is not taken for one of the new: the [train] edit makes
+    # new run folders, but the pretraining, which never reads [train], is still shared
+    assert "lambda_u" not in tiny
+    (presets / "tiny.toml").write_text(tiny.replace("[train]", "[train]\nlambda_u = 0.0", 1),
+                                       encoding="utf-8")
+    train_edit = plan()
+    assert not {r.name for r in train_edit} & {r.name for r in before}
+    assert [r.pretraining for r in train_edit] == [r.pretraining for r in before]
+    assert len({r.config_id for r in train_edit}) == 2
+    # an edit of a pretrain section makes a new pretraining too
+    (presets / "tiny.toml").write_text(tiny.replace("z_dim = 8", "z_dim = 5", 1),
+                                       encoding="utf-8")
+    model_edit = plan()
+    assert not {r.pretraining for r in model_edit} & {r.pretraining for r in before}
+
+
+def test_an_unknown_preset_in_a_grid_names_the_grid_file(tmp_path):
+    grid = grid_file(tmp_path, """
+[sweep]
+preset = "nonesuch"
+[grid]
+"train.lambda_c" = [0.05, 0.1]
+""")
+    with pytest.raises(ConfigError, match=r"grid\.toml.*unknown preset 'nonesuch'"):
+        plan_runs(read_spec(grid))
+
+
 def test_the_command_line_overrides_seeds_and_budget(tmp_path, capsys):
     path = grid_file(tmp_path, """
 [sweep]
@@ -189,7 +237,9 @@ seeds = 2
     assert steps["pretrain"][steps["pretrain"].index("--run-dir") + 1] == str(shared)
     assert "--train.lambda_c=0.0" not in steps["pretrain"]
     train = steps["train"]
-    assert train[train.index("--from") + 1] == str(shared) and "--preset" not in train
+    assert train[train.index("--from") + 1] == str(shared)
+    # the adversarial sections come from the preset as it is now, not from the pretraining
+    assert train[train.index("--preset") + 1] == "tiny"
     assert "--train.lambda_c=0.0" in train and train[train.index("--run-dir") + 1] == str(
         tmp_path / "run")
 

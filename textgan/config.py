@@ -394,7 +394,7 @@ def load_config(preset: str = "default", config_file: str | Path | None = None,
     """Resolve preset -> TOML file -> `section.field=value` overrides into a validated Config."""
     cfg = Config()
     if preset:
-        apply_dict(cfg, _read_toml(preset_path(preset)), origin=f"preset '{preset}'")
+        apply_dict(cfg, read_preset(preset), origin=f"preset '{preset}'")
     if config_file:
         apply_dict(cfg, _read_toml(Path(config_file)), origin=str(config_file))
     for item in overrides:
@@ -410,6 +410,11 @@ def preset_path(name: str) -> Path:
         raise ConfigError(f"unknown preset '{name}' (known: {', '.join(known) or 'none'}; "
                           f"looked in {CONFIGS_DIR})")
     return path
+
+
+def read_preset(name: str) -> dict[str, Any]:
+    """The settings a preset's file holds (TOML shape), before any default or override."""
+    return _read_toml(preset_path(name))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -1,9 +1,13 @@
 """Turn a SweepSpec into runs: configurations (the grid, or a random sample of it) x seeds.
 
-A run is identified by what its stages are given -- preset, overrides, seed -- and its folder
-name encodes that: a readable part (the grid's values and the seed) plus a short hash of all of
-it, so the same settings always map to the same folder (that is how an interrupted sweep finds
-its runs again) and changed settings map to a new one (never to a folder trained otherwise).
+A run is identified by what its stages are given -- the preset and what its file says,
+overrides, seed -- and its folder name encodes that: a readable part (the grid's values and the
+seed) plus a short hash of all of it, so the same settings always map to the same folder (that
+is how an interrupted sweep finds its runs again) and changed settings map to a new one (never
+to a folder trained otherwise), an edited preset file included. A shared pretraining's name
+hashes only the preset's pretrain sections: editing the preset's [train] trains the adversarial
+stages again from the same pretraining. (textgan's own defaults are code: after upgrading it,
+sweep into a new --out.)
 """
 
 from __future__ import annotations
@@ -16,7 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from textgan.config import STAGE_SECTIONS, Config, keys_pretraining_ignores, load_config
+from textgan.config import (
+    STAGE_SECTIONS,
+    Config,
+    keys_pretraining_ignores,
+    load_config,
+    read_preset,
+)
 from textgan.errors import ConfigError
 from textgan.sweeping.spec import SweepSpec
 
@@ -38,6 +48,9 @@ class RunPlan:
     settings: dict[str, Any]    # grid key -> value for this configuration
     overrides: list[str]        # `--key=value` for the stages: [fixed], then [grid]
     seed: int
+    # digests of the preset file's settings: all of them, and its pretrain sections alone
+    preset_digest: str = ""
+    preset_pretrain_digest: str = ""
     # pretrain keys its pretraining does not read (config.keys_pretraining_ignores), noted by
     # validate_plan: overrides of them do not make another pretraining
     pretraining_ignores: tuple[str, ...] = ()
@@ -48,7 +61,8 @@ class RunPlan:
         return ["--preset", self.preset, *self.overrides, f"--seed={self.seed}"]
 
     def identity(self) -> dict[str, Any]:
-        return {"preset": self.preset, "overrides": self.overrides, "seed": self.seed}
+        return {"preset": self.preset, "overrides": self.overrides, "seed": self.seed,
+                "preset_settings": self.preset_digest}
 
     @property
     def pretrain_overrides(self) -> list[str]:
@@ -62,7 +76,7 @@ class RunPlan:
         """The name of this run's pretraining: runs whose configurations differ only in the
         adversarial stage's sections share it (`python -m textgan.train --from`)."""
         identity = {"preset": self.preset, "overrides": self.pretrain_overrides,
-                    "seed": self.seed}
+                    "seed": self.seed, "preset_settings": self.preset_pretrain_digest}
         return f"{_sanitise(self.preset)},seed={self.seed}-{_digest(identity)}"
 
 
@@ -141,21 +155,38 @@ def plan_runs(spec: SweepSpec) -> list[RunPlan]:
     labels = _short_keys(list(spec.grid))
     runs = []
     configs = configurations(spec)
+    digests: dict[str, tuple[str, str]] = {}
     for seed in spec.seeds:
         for settings in configs:
             preset = settings.get("preset", spec.preset)
+            if preset not in digests:
+                digests[preset] = _preset_digests(preset, str(spec.path))
             overrides = [override(k, v) for k, v in spec.fixed.items()]
             overrides += [override(k, v) for k, v in settings.items() if k != "preset"]
-            identity = {"preset": preset, "overrides": overrides}
+            identity = {"preset": preset, "overrides": overrides,
+                        "preset_settings": digests[preset][0]}
             config_id = _digest(identity)
             label = ",".join(f"{labels[k]}={_readable(v)}" for k, v in settings.items()) or "base"
             run_id = _digest({**identity, "seed": seed})
             name = f"{_sanitise(label)[:NAME_LIMIT]},seed={seed}-{run_id}"
             runs.append(RunPlan(name=name, config_id=config_id, label=label, preset=preset,
-                                settings=dict(settings), overrides=overrides, seed=seed))
+                                settings=dict(settings), overrides=overrides, seed=seed,
+                                preset_digest=digests[preset][0],
+                                preset_pretrain_digest=digests[preset][1]))
     names = [run.name for run in runs]
     assert len(set(names)) == len(names), "run names collide"  # the hash makes this a bug
     return runs
+
+
+def _preset_digests(preset: str, origin: str) -> tuple[str, str]:
+    """(all settings, pretrain sections only) of the preset file, as short digests: a run
+    trained from an older version of the file is never taken for one of this version."""
+    try:
+        values = read_preset(preset)
+    except ConfigError as error:
+        raise ConfigError(f"{origin}: {error}") from None
+    pretrain = {key: value for key, value in values.items() if key in STAGE_SECTIONS["pretrain"]}
+    return _digest(values), _digest(pretrain)
 
 
 def validate_plan(runs: Sequence[RunPlan], origin: str) -> dict[str, Config]:

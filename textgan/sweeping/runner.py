@@ -87,13 +87,13 @@ def step_commands(run: RunPlan, folder: Path, evaluate_args: Sequence[str],
             ("train", [*python, "textgan.train", *own, *run.stage_args]),
             ("evaluate", [*python, "textgan.evaluate", *own, *evaluate_args]),
         ]
-    # --from gives the new folder the pretraining's config; --preset would be a second source
-    # (refused), the overrides repeat what the pretraining was given plus this run's [train]
+    # --from gives the new folder the pretraining's weights and tokenizer; --preset gives its
+    # [train] and [discriminator] afresh, not as the preset said when the shared pretraining
+    # was made (its pretrain sections must match, as the pretraining's name ensures)
     return [
         ("pretrain", [*python, "textgan.pretrain", "--run-dir", str(pretrained), *flags,
                       "--preset", run.preset, *run.pretrain_overrides, f"--seed={run.seed}"]),
-        ("train", [*python, "textgan.train", *own, "--from", str(pretrained), *run.overrides,
-                   f"--seed={run.seed}"]),
+        ("train", [*python, "textgan.train", *own, "--from", str(pretrained), *run.stage_args]),
         ("evaluate", [*python, "textgan.evaluate", *own, *evaluate_args]),
     ]
 
