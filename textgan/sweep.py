@@ -67,8 +67,8 @@ report.json and the same settings -- are reused; the others run again and their 
 from their checkpoints. Changed settings make new run folders, an edited preset file included
 (textgan's own defaults are code: after upgrading it, use a new --out); runs no longer in the
 grid are left on disk and out of the leaderboard. Ctrl-C passes the interrupt to the running
-stages, which save a checkpoint, and exits with status 130. A sweep in which a run failed exits with
-status 1 after writing the leaderboard of the others.
+stages, which save a checkpoint, and exits with status 130. A sweep in which a run failed exits
+with status 1 after writing the leaderboard of the others.
 
 Parallel runs (--jobs P) each get OMP_NUM_THREADS = cores // P (unless set), so on a small CPU
 P runs share the cores rather than multiply the work; a GPU is shared by all of them.
