@@ -110,6 +110,9 @@ def test_every_override_error_names_the_key(override, message):
     (["data.valid_fraction=0.5", "data.test_fraction=0.5"], "must be below 1"),
     (["data.label_values={s = ['a', 'a']}"], "data.label_values.s repeats a class name"),
     (["data.hf_splits={training = 'train'}"], "unknown split role(s) ['training']"),
+    (["transfer.style_strengths=[]"], "transfer.style_strengths is empty"),
+    (["transfer.style_strengths=[1, 0]"], "transfer.style_strengths must all be > 0, got 0.0"),
+    (["transfer.min_confidence=0"], "transfer.min_confidence must be > 0.0"),
 ])
 def test_cross_field_errors(overrides, message):
     with pytest.raises(ConfigError) as error:

@@ -137,6 +137,27 @@ def test_no_repeat_ngram_decodes_samples_and_transfers_and_says_so(evaluated, ca
     assert stopped.value.code == 2 and "must be at least 0" in capsys.readouterr().err
 
 
+def test_style_strengths_reach_the_transfers_and_the_report(evaluated, capsys):
+    run, _ = evaluated
+    flags = ["--run-dir", str(run), *SMALL, "--no-curve", "--strategy", "greedy"]
+    plain = evaluate.main(flags)
+    # D's probability never reaches 1.0 exactly, so every transfer is rewritten at 3
+    strong = evaluate.main([*flags, "--style-strengths", "1,3", "--min-confidence", "1"])
+    assert plain["transfer"]["style_strengths"] == [1.0]  # the run's config: one rewrite
+    assert strong["transfer"]["style_strengths"] == [1.0, 3.0]
+    assert strong["transfer"]["min_confidence"] == 1.0
+    for attribute in ("sentiment", "tense"):
+        assert plain["transfer"][attribute]["strengthened"] == 0.0
+        assert strong["transfer"][attribute]["strengthened"] == 1.0
+    assert strong["transfer"] != plain["transfer"]
+    assert strong["generation"] == plain["generation"]  # samples are not transfers
+    assert ("## Style transfer of the test split, style strengths 1, 3 until D reads the "
+            "requested style at 1") in (run / "report.md").read_text()
+    with pytest.raises(SystemExit) as stopped:
+        evaluate.main([*flags, "--style-strengths", "0.5,-1"])
+    assert stopped.value.code == 2 and "strengths must be > 0" in capsys.readouterr().err
+
+
 def test_the_same_seed_gives_the_same_report(evaluated, tmp_path):
     run, report = evaluated
     again = evaluate.main(["--run-dir", str(run), *SMALL, "--no-curve"])

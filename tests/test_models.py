@@ -14,7 +14,8 @@ from textgan.models import (Decoded, Encoder, Generator, Posterior, Step, apply_
                             ban_repeated_ngrams,
                             build_vae, choose_next, code_dim, fill_missing, filter_top_k,
                             filter_top_p, make_embedding, one_hot_code, reparameterize,
-                            sample_code, shift_right, split_code, vae_parameters)
+                            sample_code, shift_right, split_code, strengthen_code,
+                            vae_parameters)
 
 # Deliberately not 0/1/2/3, so a hard-coded special id anywhere in the models shows up.
 PAD, BOS, EOS, UNK = 5, 2, 7, 0
@@ -84,6 +85,24 @@ def test_one_hot_code_refuses_missing_and_out_of_range_labels():
         one_hot_code(torch.tensor([[0, 0, 0]]), NUM_CLASSES)
     with pytest.raises(ValueError, match="integer"):
         one_hot_code(torch.tensor([[0.0, 1.0]]), NUM_CLASSES)
+
+
+def test_strengthen_code_by_hand():
+    """Strength s: onehot + (s - 1) * (onehot - (1 - onehot) / (n - 1)) in the marked blocks."""
+    c = one_hot_code(torch.tensor([[1, 0], [0, 2], [1, 1]]), NUM_CLASSES)  # blocks of 2 and 3
+    marked = torch.tensor([[True, False], [True, True], [False, True]])
+    assert torch.equal(strengthen_code(c, marked, 2.0, NUM_CLASSES), torch.tensor([
+        [-1.0, 2.0, 1.0, 0.0, 0.0],          # [0, 1] pushed; the other block as it was
+        [2.0, -1.0, -0.5, -0.5, 2.0],        # [0, 0, 1] -> [-1/2, -1/2, 2]
+        [0.0, 1.0, -0.5, 2.0, -0.5]]))
+    assert torch.equal(strengthen_code(c, marked, 1.0, NUM_CLASSES), c)
+    # a weaker code (0.5) is halfway between the two classes
+    assert torch.equal(strengthen_code(c[:1], marked[:1], 0.5, NUM_CLASSES),
+                       torch.tensor([[0.5, 0.5, 1.0, 0.0, 0.0]]))
+    # an attribute of one class has nothing to push away from
+    single = one_hot_code(torch.tensor([[0, 1]]), [1, 2])
+    assert torch.equal(strengthen_code(single, torch.tensor([[True, True]]), 3.0, [1, 2]),
+                       torch.tensor([[1.0, -2.0, 3.0]]))
 
 
 def test_unlabelled_corpus_has_an_empty_code():

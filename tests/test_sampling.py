@@ -635,6 +635,141 @@ def test_transfer_and_interpolate_are_seeded_and_leave_the_global_rng_alone(load
     assert torch.equal(torch.get_rng_state(), before)
 
 
+# --------------------------------------------------------------------------- style strengths
+
+
+class ScriptedDiscriminator(nn.Module):
+    """A stand-in D whose readings follow a script: its first call (the transfer's reading of
+    the sources) reads every sentence as class 0 of each attribute; call k >= 1 (the check of
+    the k-th rewrites) reads the rows `accept(k, B)` marks as class 1, the others as class 0,
+    all with probability ~1. Records the batch size of every call."""
+
+    def __init__(self, accept):
+        super().__init__()
+        self.accept, self.sizes = accept, []
+
+    def forward(self, tokens, lengths):
+        batch = tokens.shape[0]
+        self.sizes.append(batch)
+        ones = (self.accept(len(self.sizes) - 1, batch) if len(self.sizes) > 1
+                else torch.zeros(batch, dtype=torch.bool))
+        logits = torch.where(ones.view(-1, 1), torch.tensor([-9.0, 9.0]),
+                             torch.tensor([9.0, -9.0]))  # (B, 2)
+        return [logits, logits.clone()]
+
+
+def test_a_stronger_code_pushes_only_the_named_attribute(trained, loaded_d, monkeypatch):
+    """Strength 2 decodes the requested sentiment as [-1, 2] (positive) and the kept tense
+    as a plain one-hot; strength 1 is the plain transfer, the default of a run's config."""
+    texts = [row["text"] for row in trained["rows"][:6]]
+    codes = []
+    decode = loaded_d.generator.decode
+
+    def recording_decode(z, c, **kwargs):
+        codes.append(c.clone())
+        return decode(z, c, **kwargs)
+
+    monkeypatch.setattr(loaded_d.generator, "decode", recording_decode)
+    strong = transfer(loaded_d, texts, "sentiment=positive", style_strengths=[2.0])
+    (code,) = codes
+    sentiment, tense = code[:, :2], code[:, 2:]
+    assert torch.equal(sentiment, torch.tensor([[-1.0, 2.0]] * 6))
+    kept = [ATTRIBUTES["tense"].index(t.target_style["tense"]) for t in strong]
+    assert torch.equal(tense, F.one_hot(torch.tensor(kept), 2).float())
+    assert all(t.strength == 2.0 for t in strong)
+    assert loaded_d.config.transfer.style_strengths == [1.0]
+    plain = transfer(loaded_d, texts, "sentiment=positive")
+    assert plain == transfer(loaded_d, texts, "sentiment=positive", style_strengths=[1.0])
+    assert torch.equal(codes[1][:, :2], torch.tensor([[0.0, 1.0]] * 6))
+    assert all(t.strength == 1.0 for t in plain)
+
+
+def test_rows_d_rejects_are_rewritten_at_the_next_strength_and_only_they(trained, loaded_d):
+    texts = [row["text"] for row in trained["rows"]]  # 16
+    # the first rewrites: D accepts the even rows; the second: every row
+    scripted = ScriptedDiscriminator(
+        lambda call, batch: (torch.arange(batch) % 2 == 0) if call == 1
+        else torch.ones(batch, dtype=torch.bool))
+    model = dataclasses.replace(loaded_d, discriminator=scripted)
+    moved = transfer(model, texts, "sentiment=positive", style_strengths=[1.0, 2.0, 3.0])
+    # read the sources, check 16 first rewrites, check the 8 rewritten again; 3.0 never tried
+    assert scripted.sizes == [16, 16, 8]
+    reference = rigged(loaded_d, 0)  # reads the sources as the script does
+    plain = transfer(reference, texts, "sentiment=positive")
+    stronger = transfer(reference, texts, "sentiment=positive", style_strengths=[2.0])
+    assert [t.strength for t in moved] == [1.0, 2.0] * 8
+    assert [t.text for t in moved] == [(plain if i % 2 == 0 else stronger)[i].text
+                                       for i in range(16)]
+    assert [t.target_style for t in moved] == [t.target_style for t in plain]
+
+
+def test_a_rewrite_no_strength_makes_acceptable_keeps_the_last(trained, loaded_d, monkeypatch):
+    texts = [row["text"] for row in trained["rows"]]
+    never = rigged(loaded_d, 0)  # reads everything as negative: no positive rewrite passes
+    monkeypatch.setattr(sampling, "DECODE_BATCH", 5)  # the retries run in chunks too
+    moved = transfer(never, texts, "sentiment=positive", style_strengths=[1.0, 1.5, 2.5])
+    assert [t.text for t in moved] == [
+        t.text for t in transfer(never, texts, "sentiment=positive", style_strengths=[2.5])]
+    assert {t.strength for t in moved} == {2.5}
+    # D's probability must reach min_confidence: ~1.0 passes 0.5, and nothing passes 1.0 ...
+    always = rigged(loaded_d, 1)
+    assert {t.strength for t in transfer(always, texts, "sentiment=positive",
+                                         style_strengths=[1.0, 2.0])} == {1.0}
+    # (the rigged logits, +-5, give 1 / (1 + e^-10) ~ 0.99995)
+    assert {t.strength for t in transfer(always, texts, "sentiment=positive",
+                                         style_strengths=[1.0, 2.0], min_confidence=1.0)} \
+        == {2.0}
+    # ... and every named attribute must pass: D reads the tense as present, not past
+    assert {t.strength for t in transfer(always, texts, "sentiment=positive,tense=past",
+                                         style_strengths=[1.0, 2.0])} == {2.0}
+
+
+def test_without_a_discriminator_only_the_first_strength_is_used(trained, loaded, caplog):
+    texts = [row["text"] for row in trained["rows"][:4]]
+    with caplog.at_level(logging.INFO, logger="textgan.sampling"):
+        moved = transfer(loaded, texts, "sentiment=positive,tense=past",
+                         style_strengths=[1.5, 3.0])
+    assert any("only the first style strength (1.5)" in r.getMessage() for r in caplog.records)
+    assert moved == transfer(loaded, texts, "sentiment=positive,tense=past",
+                             style_strengths=[1.5])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"style_strengths": []}, "no style strength"),
+    ({"style_strengths": [1.0, 0.0]}, "must be > 0"),
+    ({"style_strengths": [float("nan")]}, "must be > 0"),
+    ({"min_confidence": 0.0}, r"min_confidence must be in \(0, 1\]"),
+    ({"min_confidence": 1.5}, r"min_confidence must be in \(0, 1\]"),
+])
+def test_impossible_strength_settings_are_refused(loaded_d, kwargs, message):
+    with pytest.raises(SamplingError, match=message):
+        transfer(loaded_d, ["the soup ."], "sentiment=positive", **kwargs)
+
+
+def test_cli_style_strengths_mark_the_rewrites_kept_stronger(trained, trained_d, loaded_d,
+                                                            capsys, monkeypatch):
+    texts = [row["text"] for row in trained["rows"][:4]]
+    never = rigged(loaded_d, 0)
+    # the CLI imports load_for_inference from textgan.sampling when it runs
+    monkeypatch.setattr(sampling, "load_for_inference", lambda *a, **k: never)
+    argv = ["--run-dir", str(trained_d["run"]), "--style", "sentiment=positive"]
+    for text in texts:
+        argv += ["--transfer", text]
+    result = sample_cli.main([*argv, "--style-strengths", "1,2", "--min-confidence", "0.9"])
+    expected = transfer(never, texts, "sentiment=positive", style_strengths=[1.0, 2.0],
+                        min_confidence=0.9)
+    assert result["transfers"] == [t._asdict() for t in expected]
+    assert capsys.readouterr().out.splitlines() == [
+        f"{t.source} -> {t.text}  [sentiment=positive, tense={t.target_style['tense']}] "
+        f"(strength 2)" for t in expected]
+    for flag, value, message in [("--style-strengths", "1,0", "strengths must be > 0"),
+                                 ("--style-strengths", "1,x", "comma-separated numbers"),
+                                 ("--min-confidence", "0", r"must be in \(0, 1\]")]:
+        with pytest.raises(SystemExit) as stopped:
+            sample_cli.main([*argv, flag, value])
+        assert stopped.value.code == 2 and re.search(message, capsys.readouterr().err)
+
+
 # --------------------------------------------------------------------------- interpolation
 
 

@@ -53,6 +53,46 @@ def positive_int(text: str) -> int:
     return value
 
 
+def style_strengths(text: str) -> list[float]:
+    """argparse type: comma-separated style strengths, each > 0 (transfer.style_strengths)."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers such as 1,1.5,2, got '{text}'") from None
+    if not values:
+        raise argparse.ArgumentTypeError("give at least one strength, e.g. 1")
+    if not all(value > 0 for value in values):  # nan too
+        raise argparse.ArgumentTypeError(f"strengths must be > 0, got '{text}'")
+    return values
+
+
+def probability(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got '{text}'") from None
+    if not 0.0 < value <= 1.0:  # nan too
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
+    """--style-strengths and --min-confidence: how style transfer decodes, by default as the
+    run's [transfer] config says (textgan.sampling.transfer)."""
+    parser.add_argument(
+        "--style-strengths", metavar="S,S,...", type=style_strengths, default=None,
+        help="style code strengths tried in turn for each transfer, e.g. 1,1.5,2: a sentence "
+             "whose rewrite the model's discriminator does not read as the requested style "
+             "(--min-confidence) is rewritten again with a stronger code (default: the run's "
+             "transfer.style_strengths; 1 = one plain rewrite)")
+    parser.add_argument(
+        "--min-confidence", metavar="P", type=probability, default=None,
+        help="the discriminator's probability of the requested style at which a rewrite is "
+             "kept (default: the run's transfer.min_confidence)")
+
+
 HELP_FLAGS = ("-h", "--help")
 
 

@@ -374,6 +374,31 @@ class TrainConfig(StageConfig):
 
 
 @dataclass
+class TransferConfig:
+    """How style transfer decodes (`textgan.sampling.transfer`, `textgan.sample --transfer`,
+    `textgan.evaluate`); read at inference only, so it never stops a run from resuming."""
+
+    style_strengths: list[float] = setting(
+        [1.0], "style code strengths tried in turn, each a greedy rewrite: strength s writes c "
+               "as s * onehot(target) - (s - 1) * (the other classes, equally), so 1 is the "
+               "plain code and more pushes harder away from the source's style. After each, "
+               "the model's own discriminator reads the rewrite; a sentence keeps the first "
+               "that D reads as the requested style (transfer.min_confidence), else the last. "
+               "[1.0]: one plain rewrite", runtime=True)
+    min_confidence: float = setting(
+        0.5, "D's probability of the requested class at which a rewrite is kept (with more "
+             "than one style strength)", gt=0.0, le=1.0, runtime=True)
+
+    def check(self) -> None:
+        if not self.style_strengths:
+            raise ConfigError("transfer.style_strengths is empty; give at least one strength, "
+                              "e.g. [1.0]")
+        bad = [s for s in self.style_strengths if not s > 0]
+        if bad:
+            raise ConfigError(f"transfer.style_strengths must all be > 0, got {bad[0]}")
+
+
+@dataclass
 class Config:
     """The whole configuration of a run; saved as config.toml in the run folder."""
 
@@ -384,6 +409,7 @@ class Config:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
 
 
 # --------------------------------------------------------------------------- resolution

@@ -36,7 +36,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from textgan.cli import HelpFormatter, non_negative_int, positive_int, run_main, whole_number
+from textgan.cli import (
+    HelpFormatter,
+    add_transfer_arguments,
+    non_negative_int,
+    positive_int,
+    run_main,
+    whole_number,
+)
 from textgan.devices import add_device_argument, denormals_flushed, resolve_device
 from textgan.errors import CheckpointError, SamplingError
 
@@ -101,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "great'); the VAE's reconstruction BLEU stays plain greedy")
     parser.add_argument("--transfer-n", type=positive_int, default=1000,
                         help="test sentences per attribute moved to every other class")
+    add_transfer_arguments(parser)
     parser.add_argument("--iw-samples", type=positive_int, default=16,
                         help="K of the importance-weighted NLL")
     parser.add_argument("--curve-temperatures", type=_temperatures, default=[0.5, 0.7, 1.0, 1.3],
@@ -179,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         run_dir=str(run_dir), checkpoint=args.checkpoint, n=args.n, seed=args.seed,
         temperature=args.temperature, strategy=args.strategy,
         no_repeat_ngram=args.no_repeat_ngram, transfer_n=args.transfer_n,
+        style_strengths=args.style_strengths, min_confidence=args.min_confidence,
         iw_samples=args.iw_samples,
         curve_temperatures=[] if args.no_curve else args.curve_temperatures,
         curve_n=args.curve_n, transfer_file=args.transfer_file, transfer_style=args.style,

@@ -29,7 +29,10 @@ reconstructions change little with it).
 sentences in the --style they must come with, printed as "source -> transfer  [target style]":
 the attributes --style names take that class, the others keep the class the discriminator of an
 adversarial (train stage) checkpoint reads in the source; a pretrain checkpoint has no
-discriminator, so they are drawn from the prior (with a warning). --interpolate A B decodes
+discriminator, so they are drawn from the prior (with a warning). --style-strengths 1,1.5,2
+rewrites again, with a stronger style code, each sentence whose rewrite the discriminator does
+not read as --style (at --min-confidence), and marks those kept at a stronger code; by default
+as the run's [transfer] config says (the yelp preset tries several). --interpolate A B decodes
 --steps sentences on the straight line from A's code to B's, one numbered line each, all with
 one style (--style where given, else the discriminator's reading of A, else a prior draw).
 Reconstruction, transfer and interpolation decode greedily; they are separate modes.
@@ -45,7 +48,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textgan.cli import HelpFormatter, run_main
+from textgan.cli import HelpFormatter, add_transfer_arguments, run_main
 from textgan.devices import add_device_argument
 from textgan.errors import CheckpointError, SamplingError
 
@@ -99,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--transfer-file", metavar="FILE", default=None,
                         help="rewrite every sentence of this UTF-8 file (one per line, blank "
                              "lines skipped) in --style")
+    add_transfer_arguments(parser)
     parser.add_argument("--interpolate", metavar=("A", "B"), nargs=2, default=None,
                         help="decode --steps sentences between the codes of sentences A and B")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
@@ -219,11 +223,15 @@ def _transfer(model: LoadedModel, texts: list[str], args: argparse.Namespace
 
     transfers = transfer(model, texts, args.style, seed=args.seed,
                          no_repeat_ngram=args.no_repeat_ngram, max_len=args.max_len,
-                         truncate=args.truncate)
+                         truncate=args.truncate, style_strengths=args.style_strengths,
+                         min_confidence=args.min_confidence)
     for moved in transfers:
-        print(f"{moved.source} -> {moved.text}  [{style_label(moved.target_style)}]")
+        # a rewrite kept at a stronger code than the first says so (transfer.style_strengths)
+        stronger = "" if moved.strength == 1.0 else f" (strength {moved.strength:g})"
+        print(f"{moved.source} -> {moved.text}  [{style_label(moved.target_style)}]{stronger}")
     return [{"source": moved.source, "text": moved.text, "source_style": moved.source_style,
-             "target_style": moved.target_style} for moved in transfers]
+             "target_style": moved.target_style, "strength": moved.strength}
+            for moved in transfers]
 
 
 def _interpolate(model: LoadedModel, args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -49,7 +49,13 @@ attributes the style names take the requested class, every other attribute keeps
 reads in the source sentence (so "make it negative" does not also flip the tense at random),
 as in `reconstruct`; `reconstruct(model, sentences, style=s)` with D decodes exactly
 `transfer(model, sentences, s)`. Without D the unnamed attributes are drawn from the prior, with
-one warning per call. Interpolation (`interpolate`) decodes z_t = (1 - t) mu_a + t mu_b for t
+one warning per call. With more than one style strength (transfer.style_strengths, or the
+`style_strengths` argument) a transfer is decoded again, with a stronger code
+(`textgan.models.strengthen_code`), for the sentences whose rewrite D does not read as the
+requested style with at least `min_confidence`; each keeps the first rewrite D accepts, else
+the last. D is the model's own discriminator, never an evaluation judge.
+
+Interpolation (`interpolate`) decodes z_t = (1 - t) mu_a + t mu_b for t
 evenly spaced in [0, 1], all with ONE c (the style where given, else D's reading of `a`, else one
 prior draw), so only z moves along the path and its endpoints are the reconstructions of a and b
 under that c.
@@ -69,7 +75,8 @@ from torch.nn.utils.rnn import pad_sequence
 
 from textgan.devices import resolve_device
 from textgan.errors import SamplingError
-from textgan.models import Memory, encode_source, fill_missing, one_hot_code, select_memory
+from textgan.models import (Memory, encode_source, fill_missing, one_hot_code, select_memory,
+                            strengthen_code)
 from textgan.models.generator import check_decoding
 from textgan.models.modes import eval_mode
 from textgan.styles import (
@@ -102,7 +109,7 @@ __all__ = [
     "StyleSpec", "Transfer", "all_styles", "check_style", "describe_attributes",
     "find_checkpoint", "format_sentence", "interpolate", "load_for_inference", "parse_style",
     "print_sampled_sentence", "reconstruct", "resolve_device", "resolve_style",
-    "sample_by_style", "sample_sentences", "style_label", "transfer",
+    "sample_by_style", "sample_sentences", "strength_settings", "style_label", "transfer",
 ]
 
 
@@ -121,6 +128,7 @@ class Transfer(NamedTuple):
     text: str  # its decoding with the target style
     source_style: dict[str, str]  # D's reading of the source, every attribute ({} without D)
     target_style: dict[str, str]  # the full style decoded with: requested + kept (or prior)
+    strength: float = 1.0  # the style strength of the rewrite kept (transfer.style_strengths)
 
 
 def format_sentence(sentence: SampledSentence) -> str:
@@ -210,7 +218,9 @@ def reconstruct(model: LoadedModel, sentences: Sequence[str], *, style: StyleSpe
 def transfer(model: LoadedModel, sentences: Sequence[str], style: str | Mapping[str, str | int],
              *, strategy: str = "greedy", seed: int = 0, temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0, no_repeat_ngram: int = 0,
-             max_len: int | None = None, truncate: bool = False) -> list[Transfer]:
+             max_len: int | None = None, truncate: bool = False,
+             style_strengths: Sequence[float] | None = None,
+             min_confidence: float | None = None) -> list[Transfer]:
     """Rewrite each sentence in `style`, keeping its content (z) and its other attributes.
 
     z is the posterior mean of the sentence. c: the attributes `style` names take the requested
@@ -218,11 +228,18 @@ def transfer(model: LoadedModel, sentences: Sequence[str], style: str | Mapping[
     or, for a model without one (pretrain stage), is drawn from the prior (seeded; one warning
     per call). Encoding, D's reading and decoding each run batched over all sentences (chunks of
     DECODE_BATCH rows). Long sentences: as `reconstruct` (refused, or cut with truncate=True).
+
+    `style_strengths` (default: the model's transfer.style_strengths) are tried in turn: the
+    sentences whose rewrite D reads as the requested style with probability below
+    `min_confidence` (default transfer.min_confidence; every named attribute counts) are
+    rewritten at the next strength, the others keep theirs (module docstring). Without D only
+    the first strength is used.
     """
     target = _transfer_style(style, model.attributes)
     decoding = _check_decoding(model, max_len=max_len, strategy=strategy,
                                temperature=temperature, top_k=top_k, top_p=top_p,
                                no_repeat_ngram=no_repeat_ngram)
+    strengths, min_confidence = strength_settings(model, style_strengths, min_confidence)
     sentences = _sentence_list(sentences, "transfer")
     if not sentences:
         return []
@@ -230,9 +247,14 @@ def transfer(model: LoadedModel, sentences: Sequence[str], style: str | Mapping[
     n = len(sentences)
     requested, mask = _style_rows([target], model.attributes, model.device)  # (1, A) each
     requested, mask = requested.expand(n, -1), mask.expand(n, -1)  # (N, A)
+    named = mask  # (N, A): the attributes to change, the only ones a strength pushes
     read = _read_styles(model, tokens, lengths)  # (N, A) or None
     if read is None:
         _warn_no_discriminator(model, target)
+        if len(strengths) > 1:
+            log.info("no discriminator to check the rewrites (pretrain stage): only the first "
+                     "style strength (%g) is used", strengths[0])
+        strengths = strengths[:1]
         labels = requested
         source_styles: list[dict[str, str]] = [{} for _ in sentences]
     else:
@@ -243,11 +265,26 @@ def transfer(model: LoadedModel, sentences: Sequence[str], style: str | Mapping[
     if _untrained_code(model):
         log.info("a pretrain-stage model was not trained to follow c; its transfers will "
                  "mostly reproduce the source sentences")
-    decoded = _generate(model, z, labels, mask, _seeded(model, seed), decoding,
-                        memory=memory)
+    generator = _seeded(model, seed)
+    decoded, confidence = _generate_checked(model, z, labels, mask, generator, decoding,
+                                            memory=memory, strength=strengths[0],
+                                            named=named, check=len(strengths) > 1)
+    used = [strengths[0]] * n
+    for strength in strengths[1:]:
+        # the sentences D does not read as the requested style yet: rewritten more strongly
+        rows = torch.nonzero(confidence < min_confidence).flatten()  # (P,)
+        if rows.numel() == 0:
+            break
+        again, confidence[rows] = _generate_checked(
+            model, z[rows], labels[rows], mask[rows], generator, decoding,
+            memory=select_memory(memory, rows), strength=strength, named=named[rows],
+            check=True)
+        for row, out in zip(rows.tolist(), again):
+            decoded[row], used[row] = out, strength
     return [Transfer(source=source, text=out.text, source_style=source_style,
-                     target_style=out.style)
-            for source, out, source_style in zip(sentences, decoded, source_styles)]
+                     target_style=out.style, strength=strength)
+            for source, out, source_style, strength in zip(sentences, decoded, source_styles,
+                                                           used)]
 
 
 def interpolate(model: LoadedModel, a: str, b: str, *, steps: int, style: StyleSpec = None,
@@ -389,13 +426,28 @@ def _generate(model: LoadedModel, z: Tensor, labels: Tensor, mask: Tensor,
               memory: Memory | None = None) -> list[SampledSentence]:
     """Decode z (N, Z) with c from labels where mask, else the prior; N rows, batched; `memory`:
     the N source sentences a generator with attention reads (reconstruction, transfer)."""
+    return _generate_checked(model, z, labels, mask, generator, decoding, memory=memory)[0]
+
+
+def _generate_checked(model: LoadedModel, z: Tensor, labels: Tensor, mask: Tensor,
+                      generator: torch.Generator, decoding: Decoding, *,
+                      memory: Memory | None = None, strength: float = 1.0,
+                      named: Tensor | None = None, check: bool = False
+                      ) -> tuple[list[SampledSentence], Tensor]:
+    """`_generate`, with the code of the attributes `named` (N, A) at `strength`
+    (`strengthen_code`) and, with `check`, D's confidence in each sentence (N,): its lowest
+    probability of the decoded class over the named attributes, read from the decoded ids
+    (ones without `check`)."""
     # The prior is drawn for every row and attribute even where the style fixes it (see the
     # module docstring): fill_missing draws first, then selects.
     labels = fill_missing(labels, mask, model.num_classes, generator=generator)  # (N, A)
     code = one_hot_code(labels, model.num_classes)  # (N, C)
+    if named is not None:
+        code = strengthen_code(code, named, strength, model.num_classes)
     texts: list[str] = []
     ended: list[bool] = []
-    with eval_mode(model.generator):
+    confidence = torch.ones(z.shape[0])  # (N,), on the CPU
+    with eval_mode(model.generator, *([model.discriminator] if check else [])):
         for start in range(0, z.shape[0], DECODE_BATCH):
             end = start + DECODE_BATCH
             out = model.generator.decode(z[start:end], code[start:end], **decoding._asdict(),
@@ -403,8 +455,40 @@ def _generate(model: LoadedModel, z: Tensor, labels: Tensor, mask: Tensor,
                                          memory=select_memory(memory, slice(start, end)))
             texts += model.tokenizer.decode(out.tokens.cpu())
             ended += out.ended.tolist()
-    return [SampledSentence(text=text, style=_named_style(model.attributes, row), ended=done)
-            for text, row, done in zip(texts, labels.tolist(), ended)]
+            if check:
+                confidence[start:end] = _confidence(model, out.tokens, out.lengths,
+                                                    labels[start:end], named[start:end])
+    sentences = [SampledSentence(text=text, style=_named_style(model.attributes, row),
+                                 ended=done)
+                 for text, row, done in zip(texts, labels.tolist(), ended)]
+    return sentences, confidence
+
+
+def _confidence(model: LoadedModel, tokens: Tensor, lengths: Tensor, labels: Tensor,
+                named: Tensor) -> Tensor:
+    """D's lowest probability of `labels` (B, A) over the `named` attributes (B, A) for the
+    decoded sentences `tokens` (B, L), EOS included where produced (B,), on the CPU."""
+    with torch.no_grad():
+        logits = model.discriminator(tokens, lengths)  # A x (B, n_a)
+        chosen = torch.stack([block.softmax(-1).gather(1, labels[:, a:a + 1]).squeeze(1)
+                              for a, block in enumerate(logits)], dim=1)  # (B, A)
+    return torch.where(named, chosen, torch.ones_like(chosen)).amin(dim=1).cpu()
+
+
+def strength_settings(model: LoadedModel, strengths: Sequence[float] | None,
+                       min_confidence: float | None) -> tuple[list[float], float]:
+    """The style strengths and D's acceptance level a transfer uses: the arguments, else the
+    model's transfer config; impossible values as SamplingError."""
+    settings = model.config.transfer
+    strengths = list(settings.style_strengths if strengths is None else strengths)
+    min_confidence = settings.min_confidence if min_confidence is None else min_confidence
+    if not strengths:
+        raise SamplingError("no style strength given; give at least one, e.g. 1")
+    if not all(float(value) > 0 for value in strengths):
+        raise SamplingError(f"style strengths must be > 0, got {strengths}")
+    if not 0.0 < float(min_confidence) <= 1.0:
+        raise SamplingError(f"min_confidence must be in (0, 1], got {min_confidence}")
+    return [float(value) for value in strengths], float(min_confidence)
 
 
 def _named_style(attributes: Mapping[str, Sequence[str]], row: Sequence[int]) -> dict[str, str]:

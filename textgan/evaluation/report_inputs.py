@@ -27,6 +27,8 @@ class EvalSettings:
     no_repeat_ngram: int = 0               # n > 0: no n-gram twice in a sentence (samples,
                                            # curve, transfers; not the VAE's reconstructions)
     transfer_n: int = 1000                 # test sentences per attribute for transfer
+    style_strengths: list[float] | None = None  # transfers' style strengths and D's level
+    min_confidence: float | None = None    # (None: the run's transfer config; sampling.transfer)
     iw_samples: int = 16                   # K of the importance-weighted NLL
     curve_temperatures: list[float] = field(default_factory=lambda: [0.5, 0.7, 1.0, 1.3])
     curve_n: int = 1000                    # samples per temperature of the curve

@@ -51,8 +51,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         rows += [(f"{attribute}: oracle {k}", v) for k, v in entry.get("oracle", {}).items()
                  if k != "n"]
     table("Style transfer of the test split"
-          + (f" (no {s['no_repeat_ngram']}-gram repeated)" if s.get("no_repeat_ngram") else ""),
-          rows)
+          + (f" (no {s['no_repeat_ngram']}-gram repeated)" if s.get("no_repeat_ngram") else "")
+          + _strengths_note(report["transfer"]), rows)
     if "transfer_file" in report:
         entry = report["transfer_file"]
         table(f"Transfer of {entry['file']} to {entry['style']}",
@@ -73,6 +73,17 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if report["transfer"].get("bleu_signature"):
         lines += [f"Transfer BLEU signature: `{report['transfer']['bleu_signature']}`", ""]
     return "\n".join(lines)
+
+
+def _strengths_note(transfer: Mapping[str, Any]) -> str:
+    """How the transfers were decoded when more than one style strength was tried (reports
+    from before transfer.style_strengths have none)."""
+    strengths = transfer.get("style_strengths") or [1.0]
+    if len(strengths) < 2:
+        return ""
+    listed = ", ".join(f"{value:g}" for value in strengths)
+    return (f", style strengths {listed} until D reads the requested style at "
+            f"{transfer['min_confidence']:g}")
 
 
 def _judge_rows(judges: Mapping[str, Any]) -> list[tuple[str, Any]]:

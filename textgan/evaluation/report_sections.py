@@ -26,6 +26,7 @@ from textgan.sampling import (
     all_styles,
     parse_style,
     sample_by_style,
+    strength_settings,
     transfer,
 )
 from textgan.vae_validation import create_vae_evaluator
@@ -127,12 +128,15 @@ def transfer_metrics(model: LoadedModel, judges: Judges, test: Any, settings: Ev
     results: dict[str, Any] = {}
     bleu = _source_bleu()
     all_texts = list(test["text"])
+    strengths, min_confidence = strength_settings(model, settings.style_strengths,
+                                                  settings.min_confidence)
     for a, (attribute, classes) in enumerate(model.attributes.items()):
         labels = np.asarray(test[attribute])
         known = np.flatnonzero(labels >= 0)[: settings.transfer_n]
         if known.size == 0:
             continue
         sources, outputs, wanted, source_rows = [], [], [], []
+        first_strength: list[bool] = []
         per_target, judged_by_target = {}, {}
         for index, name in enumerate(classes):
             rows = [int(i) for i in known if labels[i] != index]
@@ -140,8 +144,11 @@ def transfer_metrics(model: LoadedModel, judges: Judges, test: Any, settings: Ev
                 continue
             texts = [all_texts[i] for i in rows]
             moved = transfer(model, texts, {attribute: name}, seed=settings.seed,
-                             no_repeat_ngram=settings.no_repeat_ngram)
+                             no_repeat_ngram=settings.no_repeat_ngram,
+                             style_strengths=settings.style_strengths,
+                             min_confidence=settings.min_confidence)
             outs = [m.text for m in moved]
+            first_strength += [m.strength == strengths[0] for m in moved]
             if oracle:
                 per_target[name] = score_transfers(texts, outs, {attribute: name})
             judged_by_target[name] = {
@@ -159,6 +166,9 @@ def transfer_metrics(model: LoadedModel, judges: Judges, test: Any, settings: Ev
             "n": len(outputs), "judge_acc": float(hits.mean()), "judge_other_kept": kept,
             "bleu_source": bleu.corpus_score(outputs, [sources]).score,
             "copied": float(np.mean([s == o for s, o in zip(sources, outputs)])),
+            # rewritten again at a stronger style code (transfer.style_strengths) because D
+            # did not read the first rewrite as the requested style
+            "strengthened": float(1.0 - np.mean(first_strength)),
             # fluency: a transfer that fools the judge with repeated style words reads badly
             # to the judge LM; the sources' perplexity is the level to read it against
             "judge_lm_ppl": judges.perplexity(outputs),
@@ -170,7 +180,10 @@ def transfer_metrics(model: LoadedModel, judges: Judges, test: Any, settings: Ev
             entry["oracle_by_target"] = per_target
         results[attribute] = entry
     results["bleu_signature"] = str(bleu.get_signature()) if results else None
+    results["style_strengths"] = strengths
+    results["min_confidence"] = min_confidence
     return results
+
 
 
 def _source_bleu() -> BLEU:
@@ -206,7 +219,9 @@ def transfer_file_metrics(model: LoadedModel, judges: Judges, sentences: list[st
                           references: list[str] | None, settings: EvalSettings
                           ) -> dict[str, Any]:
     moved = transfer(model, sentences, settings.transfer_style or "", seed=settings.seed,
-                     no_repeat_ngram=settings.no_repeat_ngram, truncate=True)
+                     no_repeat_ngram=settings.no_repeat_ngram, truncate=True,
+                     style_strengths=settings.style_strengths,
+                     min_confidence=settings.min_confidence)
     outputs = [m.text for m in moved]
     target = moved[0].target_style if moved else {}
     bleu = _source_bleu()

@@ -20,7 +20,7 @@ from textgan.config import ModelConfig
 from textgan.models.attention import (Memory, drop_memory, encode_soft_source, encode_source,
                                       select_memory)
 from textgan.models.code import (code_dim, code_offsets, fill_missing, one_hot_code, sample_code,
-                                 split_code)
+                                 split_code, strengthen_code)
 from textgan.models.discriminator import Discriminator, hard_weights
 from textgan.models.encoder import Encoder, Posterior, make_embedding, reparameterize
 from textgan.models.generator import (Decoded, Generator, Step, apply_word_dropout,
@@ -81,6 +81,6 @@ __all__ = [
     "apply_word_dropout", "ban_repeated_ngrams", "build_vae", "choose_next", "code_dim",
     "code_offsets", "fill_missing",
     "filter_top_k", "filter_top_p", "hard_weights", "make_embedding", "one_hot_code",
-    "reparameterize", "sample_code", "shift_right", "split_code", "unique_parameters",
-    "vae_parameters",
+    "reparameterize", "sample_code", "shift_right", "split_code", "strengthen_code",
+    "unique_parameters", "vae_parameters",
 ]

@@ -75,6 +75,29 @@ def one_hot_code(labels: Tensor, num_classes: Sequence[int]) -> Tensor:
     return code
 
 
+def strengthen_code(code: Tensor, strengthened: Tensor, strength: float,
+                    num_classes: Sequence[int]) -> Tensor:
+    """A one-hot code (B, C) with the blocks of the attributes `strengthened` (B, A) marks
+    pushed `strength` times as far from the other classes: such a block becomes
+    onehot + (strength - 1) * (onehot - (1 - onehot) / (n - 1)), so for two classes strength 2
+    turns [0, 1] into [-1, 2]. Strength 1 (or an attribute of one class) leaves it as it is.
+
+    Style transfer decodes with it when a plain code leaves a sentence in its source's style
+    (`textgan.sampling.transfer`, transfer.style_strengths): the generator only ever saw
+    one-hot codes, so a stronger one extrapolates along the direction it learned.
+    """
+    blocks = []
+    for a, block in enumerate(split_code(code, num_classes)):  # (B, n) each
+        n = block.shape[1]
+        if n < 2 or strength == 1.0:
+            blocks.append(block)
+            continue
+        away = block - (1.0 - block) / (n - 1)  # (B, n): +1 on the class, -1/(n-1) elsewhere
+        pushed = block + (strength - 1.0) * away
+        blocks.append(torch.where(strengthened[:, a:a + 1].bool(), pushed, block))
+    return torch.cat(blocks, dim=1) if blocks else code
+
+
 def sample_code(batch_size: int, num_classes: Sequence[int], *,
                 generator: torch.Generator | None = None,
                 device: torch.device | str | None = None) -> Tensor:
