@@ -158,6 +158,19 @@ def test_style_strengths_reach_the_transfers_and_the_report(evaluated, capsys):
     assert stopped.value.code == 2 and "strengths must be > 0" in capsys.readouterr().err
 
 
+def test_the_validation_split_can_be_evaluated_instead_of_the_test_split(evaluated):
+    run, report = evaluated
+    valid = evaluate.main(["--run-dir", str(run), *SMALL, "--no-curve", "--split", "valid"])
+    assert report["settings"]["split"] == "test" and valid["settings"]["split"] == "valid"
+    corpus = load_corpus(load_config("tiny").data)
+    assert valid["settings"]["test_sentences"] == corpus.splits["valid"].num_rows
+    markdown = (run / "report.md").read_text()
+    assert "valid sentences" in markdown and "## Style transfer of the valid split" in markdown
+    # other sentences: other transfers and another VAE score, the same samples
+    assert valid["transfer"] != report["transfer"] and valid["vae"] != report["vae"]
+    assert valid["generation"]["judge"] == report["generation"]["judge"]
+
+
 def test_the_same_seed_gives_the_same_report(evaluated, tmp_path):
     run, report = evaluated
     again = evaluate.main(["--run-dir", str(run), *SMALL, "--no-curve"])

@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", metavar="FILE", default=None,
                         help="checkpoint to evaluate (default: the run folder's newest train "
                              "checkpoint, else its newest pretrain one)")
+    parser.add_argument("--split", choices=("test", "valid"), default="test",
+                        help="the split the report reads (references, transfers, the VAE's "
+                             "metrics): valid to choose decoding settings such as "
+                             "--style-strengths without looking at the test split (the judges "
+                             "chose their epochs on valid, so its scores lean a little high)")
     parser.add_argument("--n", type=positive_int, default=5000,
                         help="samples, spread evenly over every style combination")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling and of the judges")
@@ -184,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     if args.style and not args.transfer_file:
         raise SamplingError("--style sets the target of --transfer-file; give that file too")
     settings = EvalSettings(
-        run_dir=str(run_dir), checkpoint=args.checkpoint, n=args.n, seed=args.seed,
+        run_dir=str(run_dir), checkpoint=args.checkpoint, split=args.split, n=args.n,
+        seed=args.seed,
         temperature=args.temperature, strategy=args.strategy,
         no_repeat_ngram=args.no_repeat_ngram, transfer_n=args.transfer_n,
         style_strengths=args.style_strengths, min_confidence=args.min_confidence,

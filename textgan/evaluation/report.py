@@ -82,12 +82,14 @@ def evaluate_run(settings: EvalSettings) -> dict[str, Any]:
     # judges that must be trained first reuse it instead of loading and logging it again
     loaded = load_tokenised_corpus(cfg.data, model.tokenizer)
     corpus, splits = loaded.corpus, loaded.splits
-    test = splits["test"]
+    # "test" below is the split evaluated: the test split unless settings.split says "valid"
+    test = splits[settings.split]
     if len(test) == 0:
-        why = corpus.empty_splits.get("test", f"every test sentence is longer than "
-                                               f"data.max_tokens={cfg.data.max_tokens}")
-        raise SamplingError(f"the corpus has an empty test split, nothing to evaluate against: "
-                            f"{why}")
+        why = corpus.empty_splits.get(
+            settings.split, f"every {settings.split} sentence is longer than "
+                            f"data.max_tokens={cfg.data.max_tokens}")
+        raise SamplingError(f"the corpus has an empty {settings.split} split, nothing to "
+                            f"evaluate against: {why}")
     train_texts = corpus.splits["train"]["text"]
     test_texts = list(test["text"])
     oracle = cfg.data.source == "synthetic"

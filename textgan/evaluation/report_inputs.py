@@ -20,6 +20,8 @@ class EvalSettings:
     run_dir: str
     checkpoint: str | None = None          # default: the run folder's choice (find_checkpoint)
     n: int = 5000                          # samples, spread evenly over the styles
+    split: str = "test"                    # the split the report reads: "valid" to choose
+                                           # decoding settings without looking at test
     seed: int = 0
     temperature: float = 1.0               # sampling temperature of the main samples
     strategy: str = "sample"               # the main samples: "sample" (at temperature) or

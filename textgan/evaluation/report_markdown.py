@@ -15,7 +15,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     s = report["settings"]
     lines = [f"# Evaluation of {s['checkpoint']}", "",
              f"stage {s['stage']} ({s['weights']} weights), corpus {s['corpus']}, "
-             f"{s['test_sentences']} test sentences, seed {s['seed']}, device {s['device']}; "
+             f"{s['test_sentences']} {s.get('split', 'test')} sentences, seed {s['seed']}, "
+             f"device {s['device']}; "
              f"{report.get('seconds_without_curve')} s without the curve, "
              f"{report.get('seconds')} s in all.", ""]
 
@@ -50,7 +51,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                  for k, v in scores.items()]
         rows += [(f"{attribute}: oracle {k}", v) for k, v in entry.get("oracle", {}).items()
                  if k != "n"]
-    table("Style transfer of the test split"
+    table(f"Style transfer of the {s.get('split', 'test')} split"
           + (f" (no {s['no_repeat_ngram']}-gram repeated)" if s.get("no_repeat_ngram") else "")
           + _strengths_note(report["transfer"]), rows)
     if "transfer_file" in report:
