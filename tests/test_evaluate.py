@@ -155,7 +155,7 @@ def test_style_strengths_reach_the_transfers_and_the_report(evaluated, capsys):
             "requested style at 1") in (run / "report.md").read_text()
     with pytest.raises(SystemExit) as stopped:
         evaluate.main([*flags, "--style-strengths", "0.5,-1"])
-    assert stopped.value.code == 2 and "strengths must be > 0" in capsys.readouterr().err
+    assert stopped.value.code == 2 and "every number must be > 0" in capsys.readouterr().err
 
 
 def test_the_validation_split_can_be_evaluated_instead_of_the_test_split(evaluated):

@@ -762,7 +762,7 @@ def test_cli_style_strengths_mark_the_rewrites_kept_stronger(trained, trained_d,
     assert capsys.readouterr().out.splitlines() == [
         f"{t.source} -> {t.text}  [sentiment=positive, tense={t.target_style['tense']}] "
         f"(strength 2)" for t in expected]
-    for flag, value, message in [("--style-strengths", "1,0", "strengths must be > 0"),
+    for flag, value, message in [("--style-strengths", "1,0", "every number must be > 0"),
                                  ("--style-strengths", "1,x", "comma-separated numbers"),
                                  ("--min-confidence", "0", r"must be in \(0, 1\]")]:
         with pytest.raises(SystemExit) as stopped:

@@ -53,17 +53,17 @@ def positive_int(text: str) -> int:
     return value
 
 
-def style_strengths(text: str) -> list[float]:
-    """argparse type: comma-separated style strengths, each > 0 (transfer.style_strengths)."""
+def positive_numbers(text: str) -> list[float]:
+    """argparse type: comma-separated numbers, each > 0 (temperatures, style strengths)."""
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated numbers such as 1,1.5,2, got '{text}'") from None
     if not values:
-        raise argparse.ArgumentTypeError("give at least one strength, e.g. 1")
+        raise argparse.ArgumentTypeError("give at least one number, e.g. 1")
     if not all(value > 0 for value in values):  # nan too
-        raise argparse.ArgumentTypeError(f"strengths must be > 0, got '{text}'")
+        raise argparse.ArgumentTypeError(f"every number must be > 0, got '{text}'")
     return values
 
 
@@ -82,7 +82,7 @@ def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
     """--style-strengths and --min-confidence: how style transfer decodes, by default as the
     run's [transfer] config says (textgan.sampling.transfer)."""
     parser.add_argument(
-        "--style-strengths", metavar="S,S,...", type=style_strengths, default=None,
+        "--style-strengths", metavar="S,S,...", type=positive_numbers, default=None,
         help="style code strengths tried in turn for each transfer, e.g. 1,1.5,2: a sentence "
              "whose rewrite the model's discriminator does not read as the requested style "
              "(--min-confidence) is rewritten again with a stronger code (default: the run's "

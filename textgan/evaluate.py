@@ -41,6 +41,7 @@ from textgan.cli import (
     add_transfer_arguments,
     non_negative_int,
     positive_int,
+    positive_numbers,
     run_main,
     whole_number,
 )
@@ -48,16 +49,6 @@ from textgan.devices import add_device_argument, denormals_flushed, resolve_devi
 from textgan.errors import CheckpointError, SamplingError
 
 log = logging.getLogger("textgan.evaluate")
-
-
-def _temperatures(text: str) -> list[float]:
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'")
-    if any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError("temperatures must be positive")
-    return values
 
 
 def _seconds(text: str) -> float:
@@ -116,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_transfer_arguments(parser)
     parser.add_argument("--iw-samples", type=positive_int, default=16,
                         help="K of the importance-weighted NLL")
-    parser.add_argument("--curve-temperatures", type=_temperatures, default=[0.5, 0.7, 1.0, 1.3],
+    parser.add_argument("--curve-temperatures", type=positive_numbers, default=[0.5, 0.7, 1.0, 1.3],
                         help="temperatures of the quality-diversity curve, comma-separated")
     parser.add_argument("--curve-n", type=positive_int, default=1000,
                         help="samples per temperature of the curve")

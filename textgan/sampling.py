@@ -275,10 +275,11 @@ def transfer(model: LoadedModel, sentences: Sequence[str], style: str | Mapping[
         rows = torch.nonzero(confidence < min_confidence).flatten()  # (P,)
         if rows.numel() == 0:
             break
-        again, confidence[rows] = _generate_checked(
+        again, again_confidence = _generate_checked(
             model, z[rows], labels[rows], mask[rows], generator, decoding,
             memory=select_memory(memory, rows), strength=strength, named=named[rows],
             check=True)
+        confidence[rows] = again_confidence
         for row, out in zip(rows.tolist(), again):
             decoded[row], used[row] = out, strength
     return [Transfer(source=source, text=out.text, source_style=source_style,
