@@ -226,7 +226,7 @@ def _transfer(model: LoadedModel, texts: list[str], args: argparse.Namespace
                          truncate=args.truncate, style_strengths=args.style_strengths,
                          min_confidence=args.min_confidence)
     for moved in transfers:
-        # a rewrite kept at a stronger code than the first says so (transfer.style_strengths)
+        # a rewrite decoded with other than the plain code (strength 1) says so
         stronger = "" if moved.strength == 1.0 else f" (strength {moved.strength:g})"
         print(f"{moved.source} -> {moved.text}  [{style_label(moved.target_style)}]{stronger}")
     return [{"source": moved.source, "text": moved.text, "source_style": moved.source_style,
