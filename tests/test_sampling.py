@@ -34,6 +34,7 @@ from textgan import sampling
 from textgan.checkpoint import RunMeta, make_checkpointer
 from textgan.config import TokenizerConfig, load_config
 from textgan.errors import CheckpointError, SamplingError, TextganError, TokenizerError
+from textgan.evaluation.report_sections import draw_samples
 from textgan.losses import gaussian_kl, reconstruction_loss
 from textgan.models import Discriminator, build_vae, code_dim, one_hot_code, vae_parameters
 from textgan.sampling import (
@@ -426,6 +427,38 @@ def test_sample_by_style_groups_styles_and_shares_z(loaded):
     for index, style in enumerate(styles):
         alone = sample_sentences(loaded, style, 3, strategy="greedy", seed=2)
         assert sentences[3 * index: 3 * index + 3] == alone
+
+
+def _decoded_z(model: LoadedModel, monkeypatch, draw) -> torch.Tensor:
+    """Every z (rows, Z) the generator decodes while `draw()` runs."""
+    seen: list[torch.Tensor] = []
+    decode = model.generator.decode
+
+    def recording(z, *args, **kwargs):
+        seen.append(z.clone())
+        return decode(z, *args, **kwargs)
+
+    monkeypatch.setattr(model.generator, "decode", recording)
+    draw()
+    monkeypatch.undo()
+    return torch.cat(seen)
+
+
+def test_sample_by_style_draws_a_z_per_sentence_unless_shared(loaded, monkeypatch):
+    styles = len(all_styles(ATTRIBUTES))
+    shared = _decoded_z(loaded, monkeypatch, lambda: sample_by_style(loaded, 3, seed=2))
+    assert shared.shape[0] == 3 * styles and torch.unique(shared, dim=0).shape[0] == 3
+    own = _decoded_z(loaded, monkeypatch,
+                     lambda: sample_by_style(loaded, 3, seed=2, same_z=False))
+    assert own.shape[0] == 3 * styles and torch.unique(own, dim=0).shape[0] == 3 * styles
+
+
+def test_evaluation_samples_share_no_z(loaded, monkeypatch):
+    # self-BLEU over samples written from one z in every style counts those near-copies as
+    # repeats: the evaluation's samples must each have their own z
+    z = _decoded_z(loaded, monkeypatch,
+                   lambda: draw_samples(loaded, 40, temperature=1.0, seed=0, strategy="greedy"))
+    assert z.shape[0] == 40 and torch.unique(z, dim=0).shape[0] == 40
 
 
 def test_live_modules_keep_their_training_mode(trained, loaded):

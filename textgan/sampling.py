@@ -160,13 +160,16 @@ def sample_sentences(model: LoadedModel, style: StyleSpec = None, n: int = 5, *,
 
 def sample_by_style(model: LoadedModel, n_per_style: int = 3, *, strategy: str = "sample",
                     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                    no_repeat_ngram: int = 0, seed: int = 0,
-                    max_len: int | None = None) -> list[SampledSentence]:
+                    no_repeat_ngram: int = 0, seed: int = 0, max_len: int | None = None,
+                    same_z: bool = True) -> list[SampledSentence]:
     """n_per_style sentences for every style combination, grouped by style (all_styles order).
 
-    The same n_per_style z's are used for every style, so sentence i of each group differs
-    from sentence i of another only by c (and, with sampling, by the token draws): what a
-    reader compares is the effect of the style code. One batched decode for all groups.
+    same_z=True: the same n_per_style z's are used for every style, so sentence i of each group
+    differs from sentence i of another only by c (and, with sampling, by the token draws): what
+    a reader compares is the effect of the style code. same_z=False draws a z for every
+    sentence: independent samples, for statistics over the whole set (self-BLEU, distinct-n),
+    where sentences written from one z would count as repeats of each other. One batched
+    decode for all groups.
     """
     _check_count(n_per_style, "n_per_style")
     decoding = _check_decoding(model, max_len=max_len, strategy=strategy,
@@ -174,11 +177,12 @@ def sample_by_style(model: LoadedModel, n_per_style: int = 3, *, strategy: str =
                                no_repeat_ngram=no_repeat_ngram)
     styles = all_styles(model.attributes)
     generator = _seeded(model, seed)
-    z = torch.randn((n_per_style, model.generator.z_dim), generator=generator,
-                    device=model.device)  # (n, Z)
+    rows = n_per_style if same_z else n_per_style * len(styles)
+    z = torch.randn((rows, model.generator.z_dim), generator=generator,
+                    device=model.device)  # (n, Z) or (S*n, Z)
     labels, mask = _style_rows(styles, model.attributes, model.device)  # (S, A) each
-    # Style-major rows: style s owns rows s*n .. s*n+n-1, each group with z[0..n).
-    return _generate(model, z.repeat(len(styles), 1),
+    # Style-major rows: style s owns rows s*n .. s*n+n-1, each group with z[0..n) when shared.
+    return _generate(model, z.repeat(len(styles), 1) if same_z else z,
                      labels.repeat_interleave(n_per_style, dim=0),
                      mask.repeat_interleave(n_per_style, dim=0), generator, decoding)
 
